@@ -1,0 +1,30 @@
+"""The dlc study as a Snakemake workflow: thin rules, each one `dlc <stage>` command.
+
+    snakemake -c2                                  # the active preset's default targets
+    snakemake -c2 results/toy/kld.json             # the paper's Section 3 study
+    snakemake --profile slurm results/toy/kld.json # the same on a SLURM cluster
+
+Every value comes from params.yaml (checked against the schema generated from
+src/dlc/config.py); dvc.yaml runs the same commands (tests/test_workflow.py keeps them equal).
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+validate(config, "workflow/schemas/params.schema.json")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/toy.smk"
+
+
+rule all:
+    input:
+        default_targets(),
+    default_target: True

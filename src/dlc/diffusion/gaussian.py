@@ -1,0 +1,217 @@
+"""Gaussian diffusion of improved DDPM (Nichol & Dhariwal 2021): schedules, the hybrid loss
+L_simple + lambda * L_vlb with learned-range variance, and respaced ancestral sampling.
+
+No network lives here: a model is any callable `model(x_t, t, **kwargs)` returning epsilon, or
+[epsilon, v] stacked on dim 1 when the variance is learned (v in [-1, 1] interpolates the log
+variance between the posterior variance and beta_t).
+All schedule arithmetic is float64; tensors are cast to the data's dtype when gathered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+Model = Callable[..., torch.Tensor]
+
+
+def cosine_alphas_cumprod(steps: int, s: float = 0.008) -> np.ndarray:
+    """alpha-bar(t) = f(t)/f(0), f(t) = cos^2(((t/T + s)/(1 + s)) * pi/2), betas capped at 0.999."""
+    f = lambda t: math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    betas = [min(1 - f(i + 1) / f(i), 0.999) for i in range(steps)]
+    return np.cumprod(1.0 - np.array(betas, dtype=np.float64))
+
+
+def make_betas(schedule: str, steps: int) -> np.ndarray:
+    if schedule == "linear":  # DDPM's 1e-4 .. 0.02 for T = 1000, rescaled for other T
+        scale = 1000 / steps
+        return np.linspace(scale * 1e-4, scale * 0.02, steps, dtype=np.float64)
+    if schedule == "cosine":
+        alphas_cumprod = cosine_alphas_cumprod(steps)
+        return 1.0 - alphas_cumprod / np.concatenate([[1.0], alphas_cumprod[:-1]])
+    raise ValueError(f"unknown beta schedule {schedule!r} (linear or cosine)")
+
+
+def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
+    """KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
+                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def _approx_std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def discretized_gaussian_log_likelihood(x, mean, log_scale) -> torch.Tensor:
+    """log P(x) for images in [-1, 1] quantised to 256 bins (the DDPM decoder), elementwise."""
+    centred = x - mean
+    inv_std = torch.exp(-log_scale)
+    cdf_plus = _approx_std_normal_cdf(inv_std * (centred + 1.0 / 255.0))
+    cdf_min = _approx_std_normal_cdf(inv_std * (centred - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    log_cdf_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus,
+                       torch.where(x > 0.999, log_one_minus_cdf_min, log_cdf_delta))
+
+
+def gaussian_log_likelihood(x, mean, log_var) -> torch.Tensor:
+    """log N(x; mean, exp(log_var)) for continuous data, elementwise."""
+    return -0.5 * (math.log(2 * math.pi) + log_var + (x - mean) ** 2 * torch.exp(-log_var))
+
+
+def _mean_flat(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=tuple(range(1, x.ndim)))
+
+
+class GaussianDiffusion:
+    """q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), t = 0 .. T-1, and its reverse.
+
+    `timestep_map[t]` is the original-process step a respaced process feeds the model, so a
+    model trained on T = 1000 steps samples with any subset of them.
+    """
+
+    def __init__(self, betas: np.ndarray, learn_sigma: bool = True, vlb_weight: float = 0.001,
+                 decoder: str = "gaussian", timestep_map: np.ndarray | None = None):
+        if decoder not in ("gaussian", "discretized"):
+            raise ValueError(f"decoder must be 'gaussian' or 'discretized', got {decoder!r}")
+        self.betas = np.asarray(betas, dtype=np.float64)
+        self.num_timesteps = len(self.betas)
+        self.learn_sigma, self.vlb_weight, self.decoder = learn_sigma, vlb_weight, decoder
+        self.timestep_map = (np.arange(self.num_timesteps) if timestep_map is None
+                             else np.asarray(timestep_map))
+
+        alphas = 1.0 - self.betas
+        self.alphas_cumprod = np.cumprod(alphas)
+        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        # Posterior q(x_{t-1} | x_t, x_0) = N(c0 x_0 + ct x_t, beta_tilde_t).
+        self.posterior_variance = (self.betas * (1.0 - self.alphas_cumprod_prev)
+                                   / (1.0 - self.alphas_cumprod))
+        # beta_tilde_0 = 0: clip its log to beta_tilde_1 (as improved DDPM does).
+        self.posterior_log_variance_clipped = np.log(
+            np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        self.posterior_mean_coef_x0 = (self.betas * np.sqrt(self.alphas_cumprod_prev)
+                                       / (1.0 - self.alphas_cumprod))
+        self.posterior_mean_coef_xt = ((1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas)
+                                       / (1.0 - self.alphas_cumprod))
+
+    @classmethod
+    def from_schedule(cls, schedule: str, steps: int, **kwargs) -> GaussianDiffusion:
+        return cls(make_betas(schedule, steps), **kwargs)
+
+    def respaced(self, sampling_steps: int) -> GaussianDiffusion:
+        """The process restricted to `sampling_steps` evenly spaced steps (same alpha-bars)."""
+        if not 1 <= sampling_steps <= self.num_timesteps:
+            raise ValueError(f"sampling_steps must be in [1, {self.num_timesteps}]")
+        keep = np.unique(np.round(np.linspace(0, self.num_timesteps - 1, sampling_steps))
+                         .astype(int))
+        alphas_cumprod = self.alphas_cumprod[keep]
+        betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
+        return GaussianDiffusion(betas, self.learn_sigma, self.vlb_weight, self.decoder,
+                                 timestep_map=self.timestep_map[keep])
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _gather(array: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        values = torch.as_tensor(array, device=t.device)[t].to(like.dtype)
+        return values.view(-1, *([1] * (like.ndim - 1)))
+
+    def _model_t(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.timestep_map, device=t.device)[t]
+
+    # -- forward process ----------------------------------------------------------------------
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return (self._gather(np.sqrt(self.alphas_cumprod), t, x0) * x0
+                + self._gather(np.sqrt(1.0 - self.alphas_cumprod), t, x0) * noise)
+
+    def q_posterior(self, x0, xt, t):
+        mean = (self._gather(self.posterior_mean_coef_x0, t, xt) * x0
+                + self._gather(self.posterior_mean_coef_xt, t, xt) * xt)
+        return (mean, self._gather(self.posterior_variance, t, xt),
+                self._gather(self.posterior_log_variance_clipped, t, xt))
+
+    def predict_x0(self, xt, t, eps):
+        return (self._gather(np.sqrt(1.0 / self.alphas_cumprod), t, xt) * xt
+                - self._gather(np.sqrt(1.0 / self.alphas_cumprod - 1.0), t, xt) * eps)
+
+    # -- reverse process ----------------------------------------------------------------------
+    def split_output(self, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+        """Model output -> (eps, log variance of p(x_{t-1} | x_t))."""
+        if self.learn_sigma:
+            eps, v = output.chunk(2, dim=1)
+            min_log = self._gather(self.posterior_log_variance_clipped, t, xt)
+            max_log = self._gather(np.log(self.betas), t, xt)
+            frac = (v + 1) / 2
+            return eps, frac * max_log + (1 - frac) * min_log
+        # Fixed variance: beta_t ("large"), with beta_tilde_1 at t = 0 as in improved DDPM.
+        fixed = np.log(np.append(self.posterior_variance[1], self.betas[1:]))
+        return output, self._gather(fixed, t, xt)
+
+    def p_mean_variance(self, output, xt, t, clip_x0: float | None = None):
+        """Mean and log variance of p(x_{t-1} | x_t), and the x_0 the model predicts.
+
+        clip_x0 bounds the predicted x_0 to [-clip_x0, clip_x0] (1.0 for images in [-1, 1]):
+        near t = T the x_0 prediction divides by sqrt(alpha-bar_t) ~ 0, so without a bound a
+        small epsilon error becomes a huge x_0 (the cosine schedule's capped last beta makes
+        the first step amplify it ~30x)."""
+        eps, log_var = self.split_output(output, xt, t)
+        x0 = self.predict_x0(xt, t, eps)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        mean, _, _ = self.q_posterior(x0, xt, t)
+        return mean, log_var, x0
+
+    def vlb_terms(self, output, x0, xt, t) -> torch.Tensor:
+        """Per-sample L_t in bits per dimension: KL(q || p) for t > 0, decoder NLL at t = 0."""
+        true_mean, _, true_log_var = self.q_posterior(x0, xt, t)
+        mean, log_var, _ = self.p_mean_variance(output, xt, t)
+        kl = _mean_flat(normal_kl(true_mean, true_log_var, mean, log_var)) / math.log(2.0)
+        if self.decoder == "discretized":
+            nll = -discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var)
+        else:
+            nll = -gaussian_log_likelihood(x0, mean, log_var)
+        nll = _mean_flat(nll) / math.log(2.0)
+        return torch.where(t == 0, nll, kl)
+
+    def training_losses(self, model: Model, x0: torch.Tensor, t: torch.Tensor,
+                        noise: torch.Tensor | None = None, **model_kwargs) -> dict:
+        """L_simple (epsilon MSE) + lambda * T * L_t, the VLB term training only the variance."""
+        noise = torch.randn_like(x0) if noise is None else noise
+        xt = self.q_sample(x0, t, noise)
+        output = model(xt, self._model_t(t), **model_kwargs)
+        eps = output.chunk(2, dim=1)[0] if self.learn_sigma else output
+        terms = {"mse": _mean_flat((noise - eps) ** 2)}
+        if self.learn_sigma:
+            # Stop the gradient through the mean: the VLB only teaches the variance.
+            frozen = torch.cat([eps.detach(), output.chunk(2, dim=1)[1]], dim=1)
+            # L_vlb = sum over T steps, estimated by T * L_t for one uniform t.
+            terms["vlb"] = self.vlb_terms(frozen, x0, xt, t) * self.num_timesteps
+            terms["loss"] = terms["mse"] + self.vlb_weight * terms["vlb"]
+        else:
+            terms["loss"] = terms["mse"]
+        return terms
+
+    @torch.no_grad()
+    def p_sample_loop(self, model: Model, shape: tuple[int, ...],
+                      generator: torch.Generator | None = None, clip_x0: float | None = None,
+                      device: torch.device | str = "cpu", progress: bool = False,
+                      **model_kwargs) -> torch.Tensor:
+        """Ancestral sampling x_T ~ N(0, I) -> x_0 over this (possibly respaced) process."""
+        x = torch.randn(shape, generator=generator, device=device)
+        steps = range(self.num_timesteps - 1, -1, -1)
+        if progress:
+            from tqdm.auto import tqdm
+            steps = tqdm(steps, desc="sampling", leave=False)
+        for i in steps:
+            t = torch.full((shape[0],), i, device=device, dtype=torch.long)
+            output = model(x, self._model_t(t), **model_kwargs)
+            mean, log_var, _ = self.p_mean_variance(output, x, t, clip_x0=clip_x0)
+            if i > 0:
+                noise = torch.randn(shape, generator=generator, device=device)
+                x = mean + torch.exp(0.5 * log_var) * noise
+            else:
+                x = mean
+        return x

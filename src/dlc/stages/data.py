@@ -1,0 +1,55 @@
+"""Stage `data`: the preset's images as one table, results/<preset>/data/images.parquet.
+
+kind=shapes: the built-in dataset is generated, PNG bytes inside the table.
+kind=folder: the train and val class-folder trees are indexed (paths, labels), every file
+checked once; unreadable ones are listed in the report, never in the table.
+Either way: image_id, label, split, and a preview grid of training images.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlc import io as dio
+from dlc.config import DataConfig, to_dict
+from dlc.data import images, shapes
+from dlc.viz import image_grid, save_image
+
+log = logging.getLogger(__name__)
+
+
+def _shapes_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
+    s = cfg.shapes
+    frame = shapes.generate(s.n_images, s.resolution, s.seed, s.test_fraction, s.holdout)
+    report = {"images": len(frame), "splits": frame["split"].value_counts().to_dict()}
+    preview = shapes.decode_images(frame[frame["split"] == "train"].head(64))
+    return frame, report, preview
+
+
+def _folder_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
+    parts, report = [], {}
+    for split in ("train", "val"):
+        index, skipped = images.index_folder(getattr(cfg.folder, f"{split}_dir"))
+        parts.append(index.assign(split=split))
+        report[split] = {"indexed": len(index), **skipped.to_json()}
+    frame = pd.concat(parts, ignore_index=True)
+    head = frame[frame["split"] == "train"].head(64)
+    preview = np.stack([images.load_image(p, cfg.folder.resolution) for p in head["path"]])
+    return frame, report, preview
+
+
+def run(cfg: DataConfig, out: str | Path, report_path: str | Path,
+        preview_path: str | Path | None = None) -> None:
+    frame, report, preview = (_shapes_table if cfg.kind == "shapes" else _folder_table)(cfg)
+    metadata = {"dataset": cfg.kind, "producer": "dlc data", "params": to_dict(cfg),
+                **dio.run_metadata(to_dict(cfg))}
+    dio.write_parquet(frame, out, metadata)
+    dio.write_json(report_path, report)
+    if preview_path:
+        scale = max(1, 128 // preview.shape[1])
+        save_image(image_grid(preview, columns=8, scale=scale), preview_path)
+    log.info("wrote %d rows to %s (%s)", len(frame), out, report)

@@ -1,0 +1,83 @@
+"""Checkpoints that resume exactly: model, EMA, optimiser, step, RNG and data position.
+
+Layout (one folder per step, a `latest` pointer written last, so a half-written checkpoint is
+never picked up):
+    <dir>/step-00001500/model.safetensors, ema.safetensors, state.pt, meta.json
+    <dir>/latest            -> "step-00001500"
+A checkpoint records the hash of the params that made it; resuming under other params is refused
+(the run starts over) instead of silently mixing two configurations.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from dlc.io import atomic_path, read_json, write_bytes, write_json
+
+log = logging.getLogger(__name__)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_weights(path: Path, module: torch.nn.Module) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+                  str(tmp))
+
+
+def save(directory: str | Path, step: int, model: torch.nn.Module, ema: torch.nn.Module,
+         state: dict[str, Any], params_sha256: str, keep: int = 2) -> Path:
+    """Write step folder, then point `latest` at it, then drop all but the newest `keep`."""
+    directory = Path(directory)
+    folder = directory / f"step-{step:08d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(folder / "model.safetensors", model)
+    save_weights(folder / "ema.safetensors", ema)
+    with atomic_path(folder / "state.pt") as tmp:
+        torch.save({**state, "step": step, "rng": rng_state()}, tmp)
+    write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256})
+    write_bytes(directory / "latest", folder.name.encode())
+    for old in sorted(directory.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module,
+                params_sha256: str) -> dict[str, Any] | None:
+    """Restore the newest checkpoint made with the same params; None if there is none."""
+    pointer = Path(directory) / "latest"
+    if not pointer.is_file():
+        return None
+    folder = Path(directory) / pointer.read_text().strip()
+    meta = read_json(folder / "meta.json")
+    if meta["params_sha256"] != params_sha256:
+        log.warning("%s was made with other params: starting over", folder)
+        return None
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
+    state = torch.load(folder / "state.pt", weights_only=False)
+    set_rng_state(state.pop("rng"))
+    log.info("resumed from %s (step %d)", folder, state["step"])
+    return state

@@ -1,0 +1,36 @@
+"""Pictures of results: image grids and matplotlib figures, written atomically as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dlc.io import atomic_path
+
+
+def image_grid(images: np.ndarray, columns: int, scale: int = 1, pad: int = 1) -> Image.Image:
+    """(N, H, W, 3) uint8 -> one picture, `columns` per row, enlarged `scale` times."""
+    n, height, width, _ = images.shape
+    rows = -(-n // columns)
+    canvas = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, 3), 255,
+                     dtype=np.uint8)
+    for i, image in enumerate(images):
+        top, left = pad + (i // columns) * (height + pad), pad + (i % columns) * (width + pad)
+        canvas[top:top + height, left:left + width] = image
+    picture = Image.fromarray(canvas)
+    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+
+
+def save_image(picture: Image.Image, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+
+
+def save_figure(figure, path: str | Path, dpi: int = 120) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)

@@ -1,0 +1,68 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlc import cli
+
+STAGES = ("data", "toy-train", "toy-eval", "toy-report", "schema", "params")
+
+
+def run_dlc(*args, cwd=None):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["dlc", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for stage in STAGES:
+        assert stage in text
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_explains_its_options(stage, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([stage, "--help"])
+    assert "--" in capsys.readouterr().out
+
+
+def test_bad_params_fail_with_the_key_and_no_traceback(tmp_path, micro):
+    micro["toy"]["train"]["lr"] = "fast"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(micro))
+    result = run_dlc("toy-train", "--params", str(params), "--modes", "4",
+                     "--variant", "oracle", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "toy.train.lr: expected a number, got 'fast'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_input_names_the_path(tmp_path, micro):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(micro))
+    result = run_dlc("toy-eval", "--params", str(params), "--model", str(tmp_path / "absent"),
+                     "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "absent/meta.json: missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_data_stage_writes_table_report_preview_and_log(tmp_path, micro):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(micro))
+    out = tmp_path / "data"
+    result = run_dlc("data", "--params", str(params), "--out", str(out / "images.parquet"),
+                     "--report", str(out / "report.json"), "--preview",
+                     str(out / "preview.png"), "--log", str(tmp_path / "logs" / "data.log"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "preview.png",
+                                                     "report.json"]
+    assert "wrote 300 rows" in (tmp_path / "logs" / "data.log").read_text()

@@ -1,0 +1,157 @@
+"""Improved-DDPM process against closed forms and an independent library (diffusers)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dlc.diffusion.gaussian import (
+    GaussianDiffusion,
+    cosine_alphas_cumprod,
+    discretized_gaussian_log_likelihood,
+    make_betas,
+    normal_kl,
+)
+
+
+@pytest.mark.parametrize("schedule, theirs", [("linear", "linear"),
+                                              ("cosine", "squaredcos_cap_v2")])
+def test_betas_match_diffusers(schedule, theirs):
+    from diffusers import DDPMScheduler
+
+    reference = DDPMScheduler(num_train_timesteps=1000, beta_schedule=theirs).betas.double()
+    np.testing.assert_allclose(make_betas(schedule, 1000), reference.numpy(), rtol=1e-5,
+                               atol=1e-7)
+
+
+def test_cosine_alpha_bar_closed_form():
+    steps, s = 1000, 0.008
+    f = lambda t: math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    alphas_cumprod = cosine_alphas_cumprod(steps)
+    for t in (0, 10, 500, 900):  # before the 0.999 cap binds
+        assert alphas_cumprod[t] == pytest.approx(f(t + 1) / f(0), rel=1e-12)
+    assert alphas_cumprod[-1] < 1e-4  # x_T is (almost) pure noise
+
+
+def test_posterior_is_bayes_rule():
+    """q(x_{t-1} | x_t, x_0) from the product of the two Gaussians, written independently."""
+    process = GaussianDiffusion.from_schedule("cosine", 200)
+    abar, betas = process.alphas_cumprod, process.betas
+    x0, xt = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    for step in (1, 50, 199):
+        t = torch.full((6,), step)
+        mean, var, _ = process.q_posterior(x0, xt, t)
+        precision = 1 / (1 - abar[step - 1]) + (1 - betas[step]) / betas[step]
+        expected_var = 1 / precision
+        expected_mean = expected_var * (math.sqrt(abar[step - 1]) * x0 / (1 - abar[step - 1])
+                                        + math.sqrt(1 - betas[step]) * xt / betas[step])
+        torch.testing.assert_close(var.expand_as(mean), torch.full_like(mean, expected_var))
+        torch.testing.assert_close(mean, expected_mean)
+
+
+def test_q_sample_moments_and_inverse():
+    process = GaussianDiffusion.from_schedule("linear", 1000)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.full((200_000, 1), 2.0)
+    t = torch.full((200_000,), 300)
+    noise = torch.randn(x0.shape, generator=generator)
+    xt = process.q_sample(x0, t, noise)
+    abar = process.alphas_cumprod[300]
+    assert xt.mean().item() == pytest.approx(2 * math.sqrt(abar), abs=0.01)
+    assert xt.var().item() == pytest.approx(1 - abar, rel=0.01)
+    torch.testing.assert_close(process.predict_x0(xt, t, noise), x0, atol=1e-4, rtol=0)
+
+
+def test_normal_kl_matches_torch_distributions():
+    m1, m2 = torch.randn(50), torch.randn(50)
+    lv1, lv2 = torch.randn(50), torch.randn(50)
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m1, torch.exp(0.5 * lv1)),
+        torch.distributions.Normal(m2, torch.exp(0.5 * lv2)))
+    torch.testing.assert_close(normal_kl(m1, lv1, m2, lv2), expected)
+
+
+def test_discretized_likelihood_is_a_distribution_over_256_bins():
+    bins = torch.linspace(-1, 1, 256)
+    for mean, log_scale in ((0.1, -3.0), (-0.95, -2.0), (0.5, -6.0)):
+        log_p = discretized_gaussian_log_likelihood(
+            bins, torch.full_like(bins, mean), torch.full_like(bins, log_scale))
+        assert log_p.exp().sum().item() == pytest.approx(1.0, abs=2e-3)
+
+
+def test_learned_range_endpoints():
+    process = GaussianDiffusion.from_schedule("cosine", 100, learn_sigma=True)
+    xt, t = torch.zeros(2, 1, dtype=torch.float64), torch.tensor([5, 60])
+    for v, expected in ((1.0, np.log(process.betas)),
+                        (-1.0, process.posterior_log_variance_clipped)):
+        output = torch.cat([torch.zeros_like(xt), torch.full_like(xt, v)], dim=1)
+        _, log_var = process.split_output(output, xt, t)
+        np.testing.assert_allclose(log_var.squeeze(1).numpy(), expected[[5, 60]])
+
+
+def test_optimal_denoiser_has_zero_mse_and_variance_loss_only_trains_sigma():
+    """For data concentrated at 0, eps = x_t / sqrt(1 - abar_t) is exact."""
+    process = GaussianDiffusion.from_schedule("cosine", 1000, learn_sigma=True)
+    scale = torch.as_tensor(np.sqrt(1 - process.alphas_cumprod), dtype=torch.float32)
+    v = torch.zeros(1, requires_grad=True)
+
+    def oracle(xt, t):
+        return torch.cat([xt / scale[t][:, None], v.expand(len(xt), 1).clone()], dim=1)
+
+    x0 = torch.zeros(512, 1)
+    terms = process.training_losses(oracle, x0, torch.randint(1, 1000, (512,)))
+    assert terms["mse"].abs().max().item() < 1e-8
+    terms["loss"].mean().backward()
+    assert v.grad is not None and torch.isfinite(v.grad).all()
+
+
+def _exact_model(sampler, mu, s, learn_sigma):
+    """The exact eps(x_t) for data N(mu, s^2) and, with learn_sigma, the v that puts the
+    reverse variance at its exact value beta_tilde_t + c0_t^2 Var(x_0 | x_t)."""
+    abar = torch.as_tensor(sampler.alphas_cumprod)
+    position = torch.zeros(int(sampler.timestep_map.max()) + 1, dtype=torch.long)
+    position[torch.as_tensor(sampler.timestep_map)] = torch.arange(sampler.num_timesteps)
+
+    def model(xt, t):
+        i = position[t]
+        a = abar[i][:, None].float()
+        eps = (xt - a.sqrt() * mu) * (1 - a).sqrt() / (a * s ** 2 + 1 - a)
+        if not learn_sigma:
+            return eps
+        var_x0 = s ** 2 * (1 - a) / (a * s ** 2 + 1 - a)
+        c0 = torch.as_tensor(sampler.posterior_mean_coef_x0)[i][:, None]
+        posterior_variance = torch.as_tensor(sampler.posterior_variance)[i][:, None]
+        log_var = torch.log(posterior_variance + c0 ** 2 * var_x0)
+        low = torch.as_tensor(sampler.posterior_log_variance_clipped)[i][:, None]
+        high = torch.as_tensor(np.log(sampler.betas))[i][:, None]
+        return torch.cat([eps, (2 * (log_var - low) / (high - low) - 1).float()], dim=1)
+
+    return model
+
+
+@pytest.mark.parametrize("learn_sigma, sampling_steps", [(False, 1000), (True, 50),
+                                                          (True, 10)])
+def test_ancestral_sampling_with_exact_model_recovers_gaussian(learn_sigma, sampling_steps):
+    """With the exact mean and variance, every reverse step is exact for Gaussian data, so any
+    respacing must give N(mu, s^2); with fixed variance only the full chain does."""
+    mu, s = 1.5, 0.3
+    process = GaussianDiffusion.from_schedule("cosine", 1000, learn_sigma=learn_sigma)
+    sampler = process.respaced(sampling_steps)
+    model = _exact_model(sampler, mu, s, learn_sigma)
+    x = sampler.p_sample_loop(model, (10_000, 1), generator=torch.Generator().manual_seed(0))
+    assert x.mean().item() == pytest.approx(mu, abs=0.015)
+    assert x.std().item() == pytest.approx(s, rel=0.03)
+
+
+def test_respacing_keeps_alpha_bars_and_maps_timesteps():
+    process = GaussianDiffusion.from_schedule("linear", 1000)
+    respaced = process.respaced(10)
+    assert respaced.num_timesteps == 10
+    np.testing.assert_allclose(respaced.alphas_cumprod,
+                               process.alphas_cumprod[respaced.timestep_map])
+    assert respaced.timestep_map[0] == 0 and respaced.timestep_map[-1] == 999
+    same = process.respaced(1000)
+    np.testing.assert_allclose(same.betas, process.betas)
+    with pytest.raises(ValueError):
+        process.respaced(0)

@@ -1,0 +1,50 @@
+import math
+
+import pytest
+import torch
+
+from dlc.train import checkpoint
+from dlc.train.ema import make_ema, update_ema
+from dlc.train.schedules import lr_factor
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_factor(0, "cosine", 10, 110) == pytest.approx(0.1)
+    assert lr_factor(9, "cosine", 10, 110) == pytest.approx(1.0)
+    assert lr_factor(10, "cosine", 10, 110) == pytest.approx(1.0)
+    assert lr_factor(60, "cosine", 10, 110) == pytest.approx(0.5)
+    assert lr_factor(110, "cosine", 10, 110) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(500, "constant", 10, 110) == 1.0
+    assert lr_factor(35, "cosine", 10, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_ema_update_is_the_convex_combination():
+    model = torch.nn.Linear(3, 2)
+    ema = make_ema(model)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    update_ema(ema, model, decay=0.9)
+    for name, value in ema.state_dict().items():
+        expected = 0.9 * before[name] + 0.1 * model.state_dict()[name]
+        torch.testing.assert_close(value, expected)
+    assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_checkpoint_round_trip_and_pruning(tmp_path):
+    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    for step in (10, 20, 30):
+        checkpoint.save(tmp_path, step, model, ema, {"extra": step}, "hash-a", keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000020", "step-00000030"]
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    checkpoint.save(tmp_path, 40, model, ema, {"extra": 40}, "hash-a")
+    fresh_model, fresh_ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    state = checkpoint.load_latest(tmp_path, fresh_model, fresh_ema, "hash-a")
+    assert state["step"] == 40 and state["extra"] == 40
+    torch.testing.assert_close(fresh_model.weight, model.weight)
+    torch.testing.assert_close(torch.rand(3), expected)  # RNG restored
+    assert checkpoint.load_latest(tmp_path, fresh_model, fresh_ema, "hash-b") is None
+    assert checkpoint.load_latest(tmp_path / "none", fresh_model, fresh_ema, "hash-a") is None

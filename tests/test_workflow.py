@@ -1,0 +1,124 @@
+"""The workflow files: Snakemake and DVC run the same commands on the same files, the SLURM
+profile resolves from the repository root, and the micro DAG runs end to end through both."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT, micro_params
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(args, cwd, timeout=600):
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def snakemake_jobs(cwd: Path, *extra: str) -> list[dict]:
+    """Every job of a forced dry run: rule, outputs, inputs and the shell command."""
+    text = run([str(BIN / "snakemake"), "-n", "-p", "--forceall", "-c1", *extra], cwd)
+    jobs, job = [], None
+    for line in text.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            job = {"rule": match[1], "output": set(), "input": set(), "cmd": None}
+            jobs.append(job)
+        elif job and (match := re.match(r"^\s+(output|input): (.*)$", line)):
+            job[match[1]] = set(match[2].split(", "))
+        elif job and line.startswith("Shell command: "):
+            job["cmd"] = line.removeprefix("Shell command: ").strip()
+    return [j for j in jobs if j["rule"] != "all"]
+
+
+def dvc_stages(cwd: Path) -> list[dict]:
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(cwd)) as repo:
+        return [{"name": stage.addressing, "cmd": " ".join(stage.cmd.split()),
+                 "deps": {d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)},
+                 "outs": {o.def_path for o in stage.outs}}
+                for stage in repo.index.stages]
+
+
+def copy_workflow(destination: Path, params: dict) -> Path:
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, destination / name)
+    shutil.copytree(ROOT / "workflow", destination / "workflow")
+    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return destination
+
+
+def test_snakemake_and_dvc_run_identical_commands_on_identical_files(tmp_path):
+    work = copy_workflow(tmp_path, yaml.safe_load((ROOT / "params.yaml").read_text()))
+    run([str(BIN / "dvc"), "init", "--no-scm", "-q"], work)
+    jobs = {frozenset(j["output"]): j for j in snakemake_jobs(work)}
+    stages = dvc_stages(work)
+    assert len(stages) == len(jobs)
+    for stage in stages:
+        job = jobs.get(frozenset(stage["outs"]))
+        assert job is not None, f"no Snakemake job writes exactly {sorted(stage['outs'])}"
+        assert stage["cmd"] == job["cmd"], stage["name"]
+        # DVC may name a folder where Snakemake lists its files; both must cover the same.
+        for path in job["input"]:
+            assert any(path == d or path.startswith(d.rstrip("/") + "/") for d in stage["deps"])
+        for dep in stage["deps"]:
+            assert any(p == dep or p.startswith(dep.rstrip("/") + "/") for p in job["input"])
+
+
+def test_default_target_and_slurm_profile_dry_run_from_the_root():
+    text = run([str(BIN / "snakemake"), "-n", "-c2"], ROOT)
+    assert "toy_report" in text or "Nothing to be done" in text
+    text = run([str(BIN / "snakemake"), "-n", "--profile", "slurm", "results/toy/kld.json"],
+               ROOT)
+    assert "This was a dry-run" in text or "Nothing to be done" in text
+
+
+def test_config_overrides_other_than_preset_are_refused():
+    result = subprocess.run([str(BIN / "snakemake"), "-n", "-c1", "--config", "toy={}"],
+                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "only `--config preset=...` may override params.yaml" in result.stdout + result.stderr
+
+
+def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
+    """The whole toy study and the data stage at micro size, first through Snakemake, then the
+    same DAG through DVC (twice: the second run must find nothing to do)."""
+    params = micro_params()
+    (tmp_path / "snakemake").mkdir()
+    smk = copy_workflow(tmp_path / "snakemake", params)
+    run([str(BIN / "snakemake"), "-c2"], smk)
+    kld = json.loads((smk / "results/toy/kld.json").read_text())
+    assert set(kld["results"]) == {"K1", "K4"}
+    assert set(kld["results"]["K4"]) == {"unconditional", "oracle", "gmm"}
+    for name in ("kld_vs_modes.png", "samples.png", "loss.png"):
+        assert (smk / "results/toy" / name).stat().st_size > 1000
+    assert (smk / "results/tiny/data/images.parquet").is_file()
+    assert (smk / "results/logs/toy/report.log").is_file()
+    leftovers = [p for p in (smk / "results").rglob("*.tmp")]
+    assert not leftovers, leftovers
+
+    (tmp_path / "dvc").mkdir()
+    work = copy_workflow(tmp_path / "dvc", params)
+    run([str(BIN / "dvc"), "init", "--no-scm", "-q"], work)
+    run([str(BIN / "dvc"), "repro"], work)
+    again = run([str(BIN / "dvc"), "repro"], work)
+    assert "Data and pipelines are up to date" in again
+    metrics = run([str(BIN / "dvc"), "metrics", "show"], work)
+    assert "knn_kl" in metrics
+    dvc_kld = json.loads((work / "results/toy/kld.json").read_text())
+    # Same seeds, same code: both engines give the same numbers.
+    assert dvc_kld["results"]["K4"]["oracle"]["knn_kl"] == pytest.approx(
+        kld["results"]["K4"]["oracle"]["knn_kl"], rel=1e-6)

@@ -1,0 +1,47 @@
+# Paths and checks shared by every rule. The layout is the data contract between stages:
+#   results/<preset>/...   everything the image pipeline of a preset makes
+#   results/toy/...        the Section 3 study (independent of the preset)
+#   results/logs/...       one log file per job
+import os
+
+import yaml
+
+PRESET = config["preset"]
+DATA = f"results/{PRESET}/data"
+TOY = "results/toy"
+LOGS = "results/logs"
+ENV = "../../envs/dlc.yaml"
+
+
+def _without_preset(params):
+    return {key: value for key, value in params.items() if key != "preset"}
+
+
+# The dlc commands read params.yaml themselves and get only the preset from here, so any other
+# --config override would be silently ignored by them: refuse it.
+with open("params.yaml") as _handle:
+    if _without_preset(yaml.safe_load(_handle)) != _without_preset(config):
+        raise ValueError(
+            "only `--config preset=...` may override params.yaml; edit params.yaml for the rest "
+            "(the dlc commands read it directly)"
+        )
+
+
+def toy_run(modes, variant):
+    return f"{TOY}/runs/K{modes}/{variant}"
+
+
+def toy_runs(name):
+    return [
+        f"{toy_run(modes, variant)}/{name}"
+        for modes in config["toy"]["modes"]
+        for variant in config["toy"]["variants"]
+    ]
+
+
+def default_targets():
+    return [
+        f"{TOY}/kld.json",
+        f"{TOY}/kld_vs_modes.png",
+        f"{DATA}/images.parquet",
+    ]

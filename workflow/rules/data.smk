@@ -1,0 +1,19 @@
+rule data:
+    """The preset's images as one Parquet table (shapes generated, or folders indexed)."""
+    output:
+        table=f"{DATA}/images.parquet",
+        report=f"{DATA}/report.json",
+        preview=f"{DATA}/preview.png",
+    params:
+        data=config["presets"][PRESET]["data"],
+    log:
+        f"{LOGS}/{PRESET}/data.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        ENV
+    shell:
+        "dlc data --preset {PRESET} --out {output.table} --report {output.report}"
+        " --preview {output.preview} --log {log}"
