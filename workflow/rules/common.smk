@@ -3,6 +3,7 @@
 #   results/toy/...        the Section 3 study (independent of the preset)
 #   results/logs/...       one log file per job
 import os
+from pathlib import Path
 
 import yaml
 
@@ -27,13 +28,9 @@ with open("params.yaml") as _handle:
         )
 
 
-def toy_run(modes, variant):
-    return f"{TOY}/runs/K{modes}/{variant}"
-
-
 def toy_runs(name):
     return [
-        f"{toy_run(modes, variant)}/{name}"
+        f"{TOY}/runs/K{modes}/{variant}/{name}"
         for modes in config["toy"]["modes"]
         for variant in config["toy"]["variants"]
     ]

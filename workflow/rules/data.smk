@@ -5,6 +5,7 @@ rule data:
         report=f"{DATA}/report.json",
         preview=f"{DATA}/preview.png",
     params:
+        preset=PRESET,
         data=config["presets"][PRESET]["data"],
     log:
         f"{LOGS}/{PRESET}/data.log",
@@ -15,5 +16,5 @@ rule data:
     conda:
         ENV
     shell:
-        "dlc data --preset {PRESET} --out {output.table} --report {output.report}"
+        "dlc data --preset {params.preset} --out {output.table} --report {output.report}"
         " --preview {output.preview} --log {log}"

@@ -19,7 +19,7 @@ rule toy_train:
                 "std", "spacing", "normalize", "seed", "model", "diffusion", "train", "gmm"
             )
         },
-        run=lambda wildcards: toy_run(wildcards.modes, wildcards.variant),
+        run=lambda wildcards, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/toy/train-K{{modes}}-{{variant}}.log",
     threads: config["toy"]["train"]["threads"]
@@ -43,7 +43,7 @@ rule toy_eval:
         samples=f"{TOY}/runs/K{{modes}}/{{variant}}/samples.npy",
     params:
         settings=config["toy"]["eval"],
-        run=lambda wildcards: toy_run(wildcards.modes, wildcards.variant),
+        run=lambda wildcards, input: os.path.dirname(input.model),
     log:
         f"{LOGS}/toy/eval-K{{modes}}-{{variant}}.log",
     threads: config["toy"]["train"]["threads"]
@@ -69,7 +69,9 @@ rule toy_report:
         loss=f"{TOY}/loss.png",
     params:
         scatter_modes=config["toy"]["scatter_modes"],
-        runs=f"{TOY}/runs",
+        # results/toy/runs/K<K>/<variant>/metrics.json -> results/toy/runs
+        runs=lambda wildcards, input: Path(input.metrics[0]).parents[2],
+        out=lambda wildcards, output: os.path.dirname(output.kld),
     log:
         f"{LOGS}/toy/report.log",
     threads: 1
@@ -79,4 +81,4 @@ rule toy_report:
     conda:
         ENV
     shell:
-        "dlc toy-report --runs {params.runs} --out {TOY} --log {log}"
+        "dlc toy-report --runs {params.runs} --out {params.out} --log {log}"
