@@ -90,7 +90,7 @@ class AbsorbingDiffusion:
         euler: P(y) = (t - s) sigma'(t) s_y, P(mask) = 1 - sum_y P(y), clamped at 0.
         """
         log_score = log_score.double()
-        t_, s_ = torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64)
+        t_, s_ = (torch.tensor(v, dtype=torch.float64, device=log_score.device) for v in (t, s))
         m_t, m_s = self.noise.mask_prob(t_), self.noise.mask_prob(s_)
         if method == "analytic":
             log_tokens = log_score + torch.log((m_t - m_s) / (1 - m_t))
