@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ import yaml
 from dlc import config
 
 ROOT = Path(__file__).resolve().parents[1]
+# Commands of this environment (dlc, snakemake, dvc) first on PATH, for subprocess tests.
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def micro_params() -> dict:

@@ -1,19 +1,17 @@
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from dlc import cli
 
+from .conftest import ENV
+
 STAGES = ("data", "toy-train", "toy-eval", "toy-report", "schema", "params")
 
 
 def run_dlc(*args, cwd=None):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["dlc", *args], capture_output=True, text=True, cwd=cwd, env=env,
+    return subprocess.run(["dlc", *args], capture_output=True, text=True, cwd=cwd, env=ENV,
                           timeout=300)
 
 

@@ -4,20 +4,15 @@ profile resolves from the repository root, and the micro DAG runs end to end thr
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import ROOT, micro_params
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+from .conftest import BIN, ENV, ROOT, micro_params
 
 
 def run(args, cwd, timeout=600):

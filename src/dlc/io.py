@@ -46,7 +46,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
@@ -77,7 +77,9 @@ def git_rev() -> str | None:
                              timeout=5, cwd=Path(__file__).parent)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def run_metadata(params: Any) -> dict[str, Any]:

@@ -28,8 +28,18 @@ def save_image(picture: Image.Image, path: str | Path) -> None:
         picture.save(tmp, format="PNG")
 
 
-def save_figure(figure, path: str | Path, dpi: int = 120) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (jobs run without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: str | Path, dpi: int = 120) -> None:
+    plt = pyplot()
 
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

@@ -81,6 +81,11 @@ class AbsorbingDiffusion:
         return self.noise.rate(t) * entropy.sum(dim=-1)
 
     # -- sampling -------------------------------------------------------------------------------
+    def _sigma(self, t: float, batch: int, device) -> torch.Tensor:
+        """The total noise at time t for every row, as the score network takes it."""
+        return self.noise.total(torch.full((batch,), t, dtype=torch.float64,
+                                           device=device)).float()
+
     def _unmask_log_weights(self, log_score: torch.Tensor, t: float, s: float,
                             method: str) -> torch.Tensor:
         """Log weights over [tokens..., mask] of a masked position moving from t to s < t.
@@ -126,8 +131,7 @@ class AbsorbingDiffusion:
         t0, t1 = remask_window
         for t, s in zip(times[:-1], times[1:]):
             remasking = remask_eta > 0 and t0 < t < t1
-            sigma = self.noise.total(torch.full((batch,), t, dtype=torch.float64, device=device))
-            log_score = score_fn(tokens, sigma.float())
+            log_score = score_fn(tokens, self._sigma(t, batch, device))
             target = max(s - remask_eta * (1 - t), 0.0) if remasking else s
             log_weights = self._unmask_log_weights(log_score, t, target, method)
             if remasking:
@@ -150,8 +154,7 @@ class AbsorbingDiffusion:
     def denoise(self, score_fn: ScoreFn, tokens: torch.Tensor, t: float,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Final step: every still-masked position takes a token y ~ s_y (never the mask)."""
-        sigma = self.noise.total(torch.full((len(tokens),), t, dtype=torch.float64,
-                                            device=tokens.device))
-        proposal = gumbel_argmax(score_fn(tokens, sigma.float()), generator)
+        log_score = score_fn(tokens, self._sigma(t, len(tokens), tokens.device))
+        proposal = gumbel_argmax(log_score, generator)
         return torch.where(tokens == self.mask, proposal, tokens)
 

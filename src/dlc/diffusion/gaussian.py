@@ -93,6 +93,8 @@ class GaussianDiffusion:
         # beta_tilde_0 = 0: clip its log to beta_tilde_1 (as improved DDPM does).
         self.posterior_log_variance_clipped = np.log(
             np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        # Fixed-variance choice: beta_t ("large"), with beta_tilde_1 at t = 0 (improved DDPM).
+        self.fixed_log_variance = np.log(np.append(self.posterior_variance[1], self.betas[1:]))
         self.posterior_mean_coef_x0 = (self.betas * np.sqrt(self.alphas_cumprod_prev)
                                        / (1.0 - self.alphas_cumprod))
         self.posterior_mean_coef_xt = ((1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas)
@@ -146,9 +148,7 @@ class GaussianDiffusion:
             max_log = self._gather(np.log(self.betas), t, xt)
             frac = (v + 1) / 2
             return eps, frac * max_log + (1 - frac) * min_log
-        # Fixed variance: beta_t ("large"), with beta_tilde_1 at t = 0 as in improved DDPM.
-        fixed = np.log(np.append(self.posterior_variance[1], self.betas[1:]))
-        return output, self._gather(fixed, t, xt)
+        return output, self._gather(self.fixed_log_variance, t, xt)
 
     def p_mean_variance(self, output, xt, t, clip_x0: float | None = None):
         """Mean and log variance of p(x_{t-1} | x_t), and the x_0 the model predicts.

@@ -11,9 +11,13 @@ import numpy as np
 from dlc import io as dio
 from dlc.config import ToyConfig, to_dict
 from dlc.data.gaussian_grid import GaussianGrid
-from dlc.viz import save_figure
+from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
+
+
+# Panels that draw the same estimator on true samples (the KDE panel already subtracts it).
+FLOORS = {"knn_kl": "knn_kl_floor", "off_mode_fraction": "off_mode_fraction_floor"}
 
 
 def run_dir(runs: Path, modes: int, variant: str) -> Path:
@@ -27,9 +31,7 @@ def collect(cfg: ToyConfig, runs: Path) -> list[dict]:
 
 
 def plot_metrics(records: list[dict], cfg: ToyConfig, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [("kde_kl_excess", "KDE KL excess over floor (nats)"),
               ("knn_kl", "kNN KL (nats)"),
@@ -39,8 +41,7 @@ def plot_metrics(records: list[dict], cfg: ToyConfig, path: Path) -> None:
         for variant in cfg.variants:
             rows = sorted((r for r in records if r["variant"] == variant), key=lambda r: r["modes"])
             axis.plot([r["modes"] for r in rows], [r[key] for r in rows], "o-", label=variant)
-        floor_key = "knn_kl_floor" if key == "knn_kl" else (
-            "off_mode_fraction_floor" if key == "off_mode_fraction" else None)
+        floor_key = FLOORS.get(key)
         if floor_key:
             rows = sorted((r for r in records if r["variant"] == cfg.variants[0]),
                           key=lambda r: r["modes"])
@@ -56,9 +57,7 @@ def plot_metrics(records: list[dict], cfg: ToyConfig, path: Path) -> None:
 
 
 def plot_samples(cfg: ToyConfig, runs: Path, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     columns = ["true", *cfg.variants]
     figure, axes = plt.subplots(len(cfg.scatter_modes), len(columns), squeeze=False,
@@ -83,9 +82,7 @@ def plot_samples(cfg: ToyConfig, runs: Path, path: Path) -> None:
 
 
 def plot_losses(cfg: ToyConfig, runs: Path, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axes = plt.subplots(1, len(cfg.variants), figsize=(5 * len(cfg.variants), 3.5),
                                 squeeze=False, sharey=True)
