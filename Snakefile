@@ -21,6 +21,8 @@ validate(config, "workflow/schemas/params.schema.json")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/sem.smk"
+include: "workflow/rules/sedd.smk"
 include: "workflow/rules/toy.smk"
 
 

@@ -27,7 +27,20 @@ def micro_params() -> dict:
     toy["train"].update(steps=40, batch_size=256, warmup_steps=5)
     toy["gmm"].update(fit_samples=20)
     toy["eval"].update(samples=400, sampling_steps=20)
-    params["presets"]["tiny"]["data"]["shapes"].update(n_images=300)
+    tiny = params["presets"]["tiny"]
+    tiny["data"]["shapes"].update(n_images=300)
+    sem = tiny["sem"]
+    sem.update(length=8, vocab=16)
+    sem["backbone"].update(embed_dim=32, depth=1, num_heads=2, patch_size=8)
+    sem["head"].update(prototypes=64, hidden=32, bottleneck=16, teacher_temp_warmup_steps=2)
+    sem["crops"].update(local_crops=2)
+    sem["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, workers=0,
+                        checkpoint_every=2)
+    sem["extract"].update(batch_size=64, shard_size=100)
+    tiny["probe"].update(epochs=2, batch_size=64)
+    sedd = tiny["sedd"]
+    sedd["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, checkpoint_every=2)
+    sedd["sample"].update(samples=24, batch_size=10, steps=8)
     return params
 
 

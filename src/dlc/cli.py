@@ -38,6 +38,42 @@ def _toy_report(args, cfg: config.Config) -> None:
     toy_report.run(cfg.toy, args.runs, args.out)
 
 
+def _train_sem(args, cfg: config.Config) -> None:
+    from dlc.stages import train_sem
+
+    train_sem.train(cfg.active.sem, args.images, args.out)
+
+
+def _extract_codes(args, cfg: config.Config) -> None:
+    from dlc.stages import extract_codes
+
+    extract_codes.run(cfg.active.sem, args.images, args.encoder, args.out)
+
+
+def _probe(args, cfg: config.Config) -> None:
+    from dlc.stages import probe
+
+    probe.run(cfg.active.probe, cfg.active.sem, args.codes, args.out)
+
+
+def _train_sedd(args, cfg: config.Config) -> None:
+    from dlc.stages import train_sedd
+
+    preset = cfg.active
+    train_sedd.train(preset.sedd, Path(args.codes) / preset.sedd.train_split, preset.sem.length,
+                     preset.sem.vocab, args.out)
+
+
+def _sample_codes(args, cfg: config.Config) -> None:
+    from dlc.stages import sample_codes
+
+    preset = cfg.active
+    sample_codes.generate(preset.sedd, args.model, args.out, preset.sem.length,
+                          preset.sem.vocab)
+    sample_codes.report(preset.sedd, args.out, args.codes, preset.sem.length,
+                        preset.sem.vocab, args.report, args.figure)
+
+
 def _schema(args, cfg: config.Config | None) -> None:
     text = config.json_schema_text()
     if args.check:
@@ -99,6 +135,44 @@ def build_parser() -> argparse.ArgumentParser:
               "Section 3: gather every run into kld.json and PNG figures")
     p.add_argument("--runs", required=True, help="folder holding K<K>/<variant>/ runs")
     p.add_argument("--out", required=True, help="folder for kld.json and the PNGs")
+
+    p = stage("train-sem", _train_sem,
+              "train the SEM encoder by DINOv2 self-distillation on the train split "
+              "(sem.* params; resumes from <out>/checkpoints)")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--out", required=True,
+                   help="run folder: encoder.safetensors, meta.json, loss.csv, loss.png")
+
+    p = stage("extract-codes", _extract_codes,
+              "encode every split of sem.extract.splits into <out>/<split>/part-*.parquet "
+              "(resumes shard by shard; manifest.json written last)")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--encoder", required=True, help="encoder.safetensors from train-sem")
+    p.add_argument("--out", required=True, help="codes folder, one sub-folder per split")
+
+    p = stage("probe", _probe,
+              "linear probes on one-hot codes and on continuous features (probe.* params)")
+    p.add_argument("--codes", required=True,
+                   help="codes folder of extract-codes (probe.train_split, probe.test_split)")
+    p.add_argument("--out", required=True, help="probe.json to write")
+
+    p = stage("train-sedd", _train_sedd,
+              "train SEDD-absorb on the codes of sedd.train_split (sedd.* params; resumes "
+              "from <out>/checkpoints)")
+    p.add_argument("--codes", required=True, help="codes folder of extract-codes")
+    p.add_argument("--out", required=True,
+                   help="run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png")
+
+    p = stage("sample-codes", _sample_codes,
+              "generate sedd.sample.samples codes into a codes folder (resumes batch by "
+              "batch), and compare them with real codes")
+    p.add_argument("--model", required=True, help="run folder of train-sedd")
+    p.add_argument("--out", required=True, help="codes folder to write (part-*.parquet)")
+    p.add_argument("--codes", required=True,
+                   help="real codes folder (sedd.train_split and sedd.reference_split)")
+    p.add_argument("--report", required=True, help="JSON comparison with the real codes")
+    p.add_argument("--figure", required=True,
+                   help="PNG of per-position token frequencies, real vs generated")
 
     p = stage("schema", _schema, "write (or --check) the JSON schema of params.yaml",
               needs_params=False)

@@ -154,11 +154,208 @@ class DataConfig:
             raise ConfigError(f"{where}.{self.kind}: required when {where}.kind is {self.kind}")
 
 
+# --------------------------------------------------------------------------------------------
+# SEM encoder, code extraction, linear probe
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = _doc("timm ViT with register tokens (imagenet: vit_large_patch14_reg4_dinov2)")
+    weights: str | None = _doc("local weights file for timm (pretrained_cfg_overlay file=); "
+                               "null: random init; the hub is never contacted")
+    img_size: int = _doc("global crop side the backbone is built for", minimum=8)
+    patch_size: int | None = _doc("override the model's patch size (null: the model's)",
+                                  minimum=1)
+    embed_dim: int | None = _doc("override the width (null: the model's)", minimum=8)
+    depth: int | None = _doc("override the number of blocks (null: the model's)", minimum=1)
+    num_heads: int | None = _doc("override the attention heads (null: the model's)", minimum=1)
+    reg_tokens: int | None = _doc("override the register tokens (null: the model's)", minimum=1)
+    drop_path: float = _doc("stochastic depth rate of the student", minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
+class DINOHeadConfig:
+    prototypes: int = _doc("prototypes K of the DINO/iBOT head (paper: 65536)", minimum=2)
+    hidden: int = _doc("hidden width of the head MLP (paper: 2048)", minimum=1)
+    bottleneck: int = _doc("bottleneck before the prototypes (paper: 256)", minimum=1)
+    layers: int = _doc("linear layers of the head MLP (paper: 3)", minimum=1)
+    student_temp: float = _doc("student softmax temperature (paper: 0.1)", **_positive())
+    teacher_temp: float = _doc("teacher temperature after warm-up (paper: 0.07)", **_positive())
+    warmup_teacher_temp: float = _doc("teacher temperature at step 0 (paper: 0.04)",
+                                      **_positive())
+    teacher_temp_warmup_steps: int = _doc("linear teacher-temperature warm-up (paper: 30 "
+                                          "epochs)", minimum=0)
+    center_momentum: float = _doc("EMA momentum of the teacher centre", minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
+class SSLLossConfig:
+    koleo_weight: float = _doc("KoLeo weight on the SEM output (paper: 0.1)", minimum=0)
+    ibot_weight: float = _doc("iBOT masked-patch loss weight; 0 switches it off (paper: 1.0)",
+                              minimum=0)
+    ibot_mask_prob: float = _doc("fraction of global crops that get masked (paper: 0.5)",
+                                 minimum=0, maximum=1)
+    ibot_mask_ratio: list[float] = _doc("[min, max] fraction of patches masked in a masked "
+                                        "crop (paper: [0.1, 0.5])", minimum=0, maximum=1)
+
+    def check(self, where: str) -> None:
+        low, high = (self.ibot_mask_ratio + [None, None])[:2]
+        if len(self.ibot_mask_ratio) != 2 or low > high:
+            raise ConfigError(f"{where}.ibot_mask_ratio: expected [min, max] with min <= max")
+
+
+@dataclass(frozen=True)
+class CropsConfig:
+    global_size: int = _doc("side of the 2 global crops (paper: 224)", minimum=8)
+    global_scale: list[float] = _doc("[min, max] area fraction of a global crop "
+                                     "(paper: [0.32, 1])", minimum=0, maximum=1)
+    local_crops: int = _doc("number of local crops (paper: 8)", minimum=0)
+    local_size: int = _doc("side of a local crop (paper: 98)", minimum=8)
+    local_scale: list[float] = _doc("[min, max] area fraction of a local crop "
+                                    "(paper: [0.05, 0.32])", minimum=0, maximum=1)
+    flip: bool = _doc("random horizontal flips")
+    colour_jitter: float = _doc("probability of DINO's colour jitter (0.4, 0.4, 0.2, 0.1); "
+                                "0 keeps colour in the code (shapes)", minimum=0, maximum=1)
+    grayscale: float = _doc("probability of grayscale (DINO: 0.2)", minimum=0, maximum=1)
+    blur: bool = _doc("DINO's Gaussian blur (p 1.0 / 0.1 on the global crops, 0.5 local)")
+    solarize: float = _doc("probability of solarisation of the second global crop (DINO: 0.2)",
+                           minimum=0, maximum=1)
+
+    def check(self, where: str) -> None:
+        for name in ("global_scale", "local_scale"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+                raise ConfigError(f"{where}.{name}: expected [min, max] with 0 < min <= max")
+
+
+@dataclass(frozen=True)
+class SEMTrainConfig:
+    steps: int = _doc("optimiser steps (paper: 100 epochs x 1250 = 125000)", minimum=1)
+    batch_size: int = _doc("images per step over all processes (paper: 4 x 64)", minimum=2)
+    base_lr: float = _doc("lr for a batch of lr_reference_batch (paper: 1e-4)", **_positive())
+    lr_reference_batch: int = _doc("lr = base_lr * sqrt(batch_size / this) (paper: 1024)",
+                                   minimum=1)
+    min_lr: float = _doc("lr at the end of the cosine (paper: 1e-6)", minimum=0)
+    warmup_steps: int = _doc("linear lr warm-up (paper: 10 epochs)", minimum=0)
+    weight_decay: float = _doc("weight decay at step 0 (paper: 0.04)", minimum=0)
+    weight_decay_end: float = _doc("weight decay at the end, cosine (paper: 0.4)", minimum=0)
+    layer_decay: float = _doc("layer-wise lr decay (paper: 0.9; 1 = off)", minimum=0, maximum=1)
+    patch_embed_lr_mult: float = _doc("extra lr factor of the patch embedding (paper: 0.2)",
+                                      minimum=0)
+    clip_grad: float = _doc("gradient-norm clip (paper: 3.0)", **_positive())
+    momentum: float = _doc("teacher EMA momentum at step 0 (paper: 0.992)", minimum=0,
+                           maximum=1)
+    momentum_end: float = _doc("teacher momentum at the end, cosine (paper: 1.0)", minimum=0,
+                               maximum=1)
+    precision: Literal["fp32", "bf16"] = _doc("autocast dtype on GPU (CPU always runs fp32)")
+    seed: int = _doc("seed of init, crops and batch order", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+    workers: int = _doc("data-loading worker processes (0: in the training process)",
+                        minimum=0)
+    checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    splits: list[str] = _doc("splits of the images table to encode (tiny: train, test, "
+                             "holdout; imagenet: train, val)")
+    batch_size: int = _doc("images per encoder forward", minimum=1)
+    shard_size: int = _doc("rows per Parquet shard (part-XXXXX.parquet)", minimum=1)
+    features: bool = _doc("also store the continuous backbone features (float16, for the "
+                          "probe's comparison)")
+
+
+@dataclass(frozen=True)
+class SEMConfig:
+    length: int = _doc("code length L (paper: 512)", minimum=1)
+    vocab: int = _doc("vocabulary V (paper: 256)", minimum=2)
+    tau: float = _doc("SEM softmax temperature in training (paper: 1)", **_positive())
+    backbone: BackboneConfig = _doc("timm ViT")
+    head: DINOHeadConfig = _doc("DINO/iBOT head and temperatures")
+    loss: SSLLossConfig = _doc("loss weights")
+    crops: CropsConfig = _doc("multi-crop augmentation")
+    train: SEMTrainConfig = _doc("optimisation")
+    extract: ExtractConfig = _doc("code extraction")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    train_split: str = _doc("split whose codes the probe is fitted on")
+    test_split: str = _doc("split it is scored on")
+    targets: list[str] = _doc("columns of the codes table to predict (label, shape, ...)")
+    epochs: int = _doc("passes over the training codes", minimum=1)
+    batch_size: int = _doc("rows per step", minimum=1)
+    lr: float = _doc("AdamW learning rate (cosine to 0)", **_positive())
+    weight_decay: float = _doc("AdamW weight decay", minimum=0)
+    seed: int = _doc("seed of init and batch order", minimum=0)
+
+
+# --------------------------------------------------------------------------------------------
+# SEDD over codes: p(c)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SEDDTrainConfig:
+    steps: int = _doc("optimiser steps", minimum=1)
+    batch_size: int = _doc("codes per step over all processes (paper: 512)", minimum=1)
+    lr: float = _doc("AdamW lr after warm-up, constant (paper: 3e-4)", **_positive())
+    warmup_steps: int = _doc("linear lr warm-up (paper: 2500)", minimum=0)
+    clip_grad: float = _doc("gradient-norm clip (paper: 1.0)", **_positive())
+    ema_decay: float = _doc("EMA decay of the sampling weights (paper: 0.9999)", minimum=0,
+                            maximum=1)
+    precision: Literal["fp32", "bf16"] = _doc("autocast dtype on GPU (CPU always runs fp32)")
+    seed: int = _doc("seed of init, batch order and noise", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+    checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+
+
+@dataclass(frozen=True)
+class SEDDSampleConfig:
+    samples: int = _doc("codes to generate", minimum=1)
+    batch_size: int = _doc("codes per sampler batch (one Parquet shard each)", minimum=1)
+    steps: int = _doc("sampler steps from t = 1 to t_end (paper: 1024, or 4096 with "
+                      "remasking)", minimum=1)
+    method: Literal["analytic", "euler"] = _doc("Tweedie tau-leaping (paper) or Euler")
+    remask_eta: float = _doc("DLC remasking strength per step (paper: 0.01; 0 = off)",
+                             minimum=0, maximum=1)
+    remask_window: list[float] = _doc("[t0, t1]: remask only for t0 < t < t1 "
+                                      "(paper: [0.3, 0.55])", minimum=0, maximum=1)
+    t_end: float = _doc("last time before the final denoising step (paper: 1e-5)",
+                        **_positive(maximum=1))
+    seed: int = _doc("seed of the sampler (batch b uses (seed, b))", minimum=0)
+
+    def check(self, where: str) -> None:
+        if len(self.remask_window) != 2 or self.remask_window[0] > self.remask_window[1]:
+            raise ConfigError(f"{where}.remask_window: expected [t0, t1] with t0 <= t1")
+
+
+@dataclass(frozen=True)
+class SEDDConfig:
+    size: Literal["tiny", "small", "medium"] = _doc("score transformer (paper: medium, 322.5M; "
+                                                    "small 93.2M)")
+    dropout: float = _doc("dropout in the blocks (paper: 0.1)", minimum=0, maximum=1)
+    train_split: str = _doc("codes split it learns from")
+    reference_split: str = _doc("held-out codes split its samples are compared with")
+    train: SEDDTrainConfig = _doc("optimisation")
+    sample: SEDDSampleConfig = _doc("code generation")
+
+
 @dataclass(frozen=True)
 class PresetConfig:
     """Everything a preset makes lives in results/<preset>/."""
 
     data: DataConfig = _doc("image dataset")
+    sem: SEMConfig = _doc("SEM encoder and code extraction")
+    probe: ProbeConfig = _doc("linear probe on codes and on backbone features")
+    sedd: SEDDConfig = _doc("SEDD-absorb over the codes")
+
+    def check(self, where: str) -> None:
+        for split in (self.probe.train_split, self.probe.test_split):
+            if split not in self.sem.extract.splits:
+                raise ConfigError(f"{where}.probe: split {split!r} is not in "
+                                  f"{where}.sem.extract.splits {self.sem.extract.splits}")
+        for split in (self.sedd.train_split, self.sedd.reference_split):
+            if split not in self.sem.extract.splits:
+                raise ConfigError(f"{where}.sedd: split {split!r} is not in "
+                                  f"{where}.sem.extract.splits {self.sem.extract.splits}")
 
 
 @dataclass(frozen=True)

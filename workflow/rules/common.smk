@@ -8,7 +8,14 @@ from pathlib import Path
 import yaml
 
 PRESET = config["preset"]
-DATA = f"results/{PRESET}/data"
+RESULTS = f"results/{PRESET}"
+DATA = f"{RESULTS}/data"
+SEM_DIR = f"{RESULTS}/sem"
+CODES = f"{RESULTS}/codes"
+SEM = config["presets"][PRESET]["sem"]
+PROBE = config["presets"][PRESET]["probe"]
+SEDD_DIR = f"{RESULTS}/sedd"
+SEDD = config["presets"][PRESET]["sedd"]
 TOY = "results/toy"
 LOGS = "results/logs"
 ENV = "../../envs/dlc.yaml"
@@ -41,4 +48,7 @@ def default_targets():
         f"{TOY}/kld.json",
         f"{TOY}/kld_vs_modes.png",
         f"{DATA}/images.parquet",
+        f"{RESULTS}/probe.json",
+        f"{SEDD_DIR}/samples.json",
+        *[f"{CODES}/{split}/manifest.json" for split in SEM["extract"]["splits"]],
     ]

@@ -1,0 +1,148 @@
+"""The SEM encoder: a timm ViT with register tokens whose summary becomes L simplicial
+embeddings (one probability vector over V per position); an image's Discrete Latent Code is the
+argmax at each position.
+
+    backbone tokens (pre-final-norm) -> CLS + registers concatenated (R x D)
+    -> Linear(R*D -> L*V, no bias) -> LayerNorm(L*V) -> view (L, V) -> softmax(. / tau) over V
+    -> Linear(L*V -> D, no bias) -> the backbone's final norm -> DINO head (training only)
+
+The head is three dense ops on (B, L*V): no loop over positions, so L*V = 131072 costs two
+matmuls. Patch tokens take the usual path (final norm) and feed the iBOT loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def code_dtype(vocab: int) -> torch.dtype:
+    """The smallest integer type that holds codes in [0, vocab)."""
+    if vocab <= 256:
+        return torch.uint8
+    if vocab <= 65536:
+        return torch.uint16
+    return torch.int32
+
+
+class SEMHead(nn.Module):
+    """Simplicial embedding: (B, R*D) summary -> (B, L, V) per-position logits -> (B, D)."""
+
+    def __init__(self, in_dim: int, out_dim: int, length: int, vocab: int):
+        super().__init__()
+        self.length, self.vocab = length, vocab
+        self.to_logits = nn.Linear(in_dim, length * vocab, bias=False)
+        self.norm = nn.LayerNorm(length * vocab)  # over the whole L*V vector, not per position
+        self.from_simplex = nn.Linear(length * vocab, out_dim, bias=False)
+
+    def logits(self, summary: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.to_logits(summary)).view(-1, self.length, self.vocab)
+
+    def forward(self, summary: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities (B, L, V), embedding (B, D) before the final norm)."""
+        probabilities = torch.softmax(self.logits(summary) / tau, dim=-1)
+        return probabilities, self.from_simplex(probabilities.flatten(1))
+
+
+class DINOHead(nn.Module):
+    """MLP -> bottleneck -> L2 normalise -> cosine scores against K unit-norm prototypes."""
+
+    def __init__(self, in_dim: int, prototypes: int, hidden: int, bottleneck: int, layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden] * (layers - 1) + [bottleneck]
+        blocks: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            blocks.append(nn.Linear(a, b))
+            if i < layers - 1:
+                blocks.append(nn.GELU())
+        self.mlp = nn.Sequential(*blocks)
+        # Weight-normalised last layer with the norm fixed at 1 (DINO's norm_last_layer).
+        self.prototypes = nn.Parameter(torch.randn(prototypes, bottleneck) * 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        return F.linear(x, F.normalize(self.prototypes, dim=-1))
+
+
+class SEMEncoder(nn.Module):
+    """A ViT backbone with CLS + register tokens, the SEM head and a DINO head."""
+
+    def __init__(self, backbone: nn.Module, length: int, vocab: int, tau: float,
+                 prototypes: int, hidden: int, bottleneck: int, layers: int):
+        super().__init__()
+        if getattr(backbone, "reg_token", None) is None or backbone.cls_token is None:
+            raise ValueError("the SEM encoder needs a ViT with a CLS token and register tokens")
+        self.backbone = backbone
+        self.length, self.vocab, self.tau = length, vocab, tau
+        width = backbone.embed_dim
+        self.num_prefix = backbone.num_prefix_tokens  # CLS + registers
+        self.sem = SEMHead(self.num_prefix * width, width, length, vocab)
+        self.dino_head = DINOHead(width, prototypes, hidden, bottleneck, layers)
+        self.mask_token = nn.Parameter(torch.zeros(width))  # iBOT: replaces masked patches
+
+    def tokens(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-final-norm tokens (B, R + N, D); `mask` (B, N) bool swaps patches for the mask
+        token before the position embedding (iBOT)."""
+        bb = self.backbone
+        patches = bb.patch_embed(images)  # (B, H, W, D) with dynamic sizes, else (B, N, D)
+        if mask is not None:
+            shape = patches.shape
+            flat = patches.reshape(shape[0], -1, shape[-1])
+            flat = torch.where(mask[..., None], self.mask_token.to(flat.dtype), flat)
+            patches = flat.reshape(shape)
+        x = bb.norm_pre(bb.patch_drop(bb._pos_embed(patches)))
+        return bb.blocks(x)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None,
+                tau: float | None = None) -> dict[str, torch.Tensor]:
+        tokens = self.tokens(images, mask)
+        summary = tokens[:, :self.num_prefix].flatten(1)
+        probabilities, embedding = self.sem(summary, self.tau if tau is None else tau)
+        return {
+            "probabilities": probabilities,                         # (B, L, V)
+            "embedding": self.backbone.norm(embedding),             # (B, D): KoLeo, DINO head
+            "patches": self.backbone.norm(tokens[:, self.num_prefix:]),  # (B, N, D): iBOT
+            "summary": summary,                                     # (B, R*D)
+        }
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """SEM probabilities (B, L, V) at the model's tau."""
+        return self.sem(self._summary(images), self.tau)[0]
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Discrete Latent Codes (B, L): the argmax at each position (tau does not matter, the
+        softmax is monotone, so it is skipped)."""
+        return self.sem.logits(self._summary(images)).argmax(-1).to(code_dtype(self.vocab))
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The continuous features a linear probe of the backbone uses: the final-normed CLS
+        token and the mean patch token, concatenated (DINOv2's linear evaluation)."""
+        tokens = self.backbone.norm(self.tokens(images))
+        return torch.cat([tokens[:, 0], tokens[:, self.num_prefix:].mean(1)], dim=-1)
+
+    def _summary(self, images: torch.Tensor) -> torch.Tensor:
+        return self.tokens(images)[:, :self.num_prefix].flatten(1)
+
+
+def build_backbone(name: str, img_size: int, weights: str | None, drop_path: float,
+                   **overrides: int | None) -> nn.Module:
+    """A timm ViT with position embeddings resampled for any crop size (multi-crop). With
+    `weights` (a local file) it starts from those; overrides that are None keep the model's."""
+    import timm
+
+    kwargs = {k: v for k, v in overrides.items() if v is not None}
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: backbone weights not found (sem.backbone.weights)")
+    try:
+        return timm.create_model(
+            name, pretrained=weights is not None, num_classes=0, img_size=img_size,
+            dynamic_img_size=True, drop_path_rate=drop_path,
+            pretrained_cfg_overlay={"file": str(weights)} if weights else None, **kwargs)
+    except RuntimeError as error:  # timm's message for an unknown name
+        raise ValueError(f"sem.backbone: {error}") from None

@@ -1,0 +1,132 @@
+"""Stage `extract-codes`: encode one split of the images table into a codes folder.
+
+Images go through the ADM centre crop at the backbone's size and ImageNet normalisation, no
+flip; the code is the argmax of the SEM logits at each position. Rows keep the table's order.
+Shards are written one by one and atomically; a rerun keeps every shard already written by the
+same encoder and settings (resume after a crash), and manifest.json is written last.
+Unreadable images are skipped, logged by name and counted in the manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dlc import io as dio
+from dlc.config import SEMConfig
+from dlc.data import codes as codes_io
+from dlc.data.images import collate_skipping
+from dlc.data.multicrop import normalize
+from dlc.data.sources import ImageTable
+from dlc.stages.train_sem import load_encoder
+
+log = logging.getLogger(__name__)
+
+
+class CentredImages(torch.utils.data.Dataset):
+    """Row i -> (normalised (3, S, S) image, row, image_id) or (None, reason, image_id)."""
+
+    def __init__(self, table: ImageTable, rows: range, size: int):
+        self.table, self.rows, self.size = table, rows, size
+        self.normalize = normalize()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        try:
+            image = self.table.centred(row, self.size)
+        except ValueError as error:
+            return None, str(error), self.table.image_id(row)
+        tensor = self.normalize(torch.from_numpy(image.copy()).permute(2, 0, 1))
+        return tensor, row, self.table.image_id(row)
+
+
+def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device,
+                 want_features: bool):
+    loader = torch.utils.data.DataLoader(
+        CentredImages(table, rows, cfg.backbone.img_size), batch_size=cfg.extract.batch_size,
+        num_workers=cfg.train.workers, collate_fn=collate_skipping)
+    kept, codes, features, skipped = [], [], [], []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for images, batch_rows, _, bad in loader:
+        skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
+        if images is None:
+            continue
+        with torch.no_grad(), autocast:
+            batch = torch.from_numpy(images).to(device)
+            tokens = encoder.tokens(batch)
+            summary = tokens[:, :encoder.num_prefix].flatten(1)
+            codes.append(encoder.sem.logits(summary.float()).argmax(-1).cpu())
+            if want_features:
+                normed = encoder.backbone.norm(tokens)
+                features.append(torch.cat([normed[:, 0], normed[:, encoder.num_prefix:].mean(1)],
+                                          -1).float().cpu())
+        kept.extend(batch_rows.tolist())
+    dtype = codes_io.numpy_dtype(cfg.vocab)
+    code_matrix = (torch.cat(codes).numpy().astype(dtype) if codes
+                   else np.zeros((0, cfg.length), dtype))
+    feature_matrix = torch.cat(features).numpy() if features else None
+    return np.array(kept, dtype=np.int64), code_matrix, feature_matrix, skipped
+
+
+def run(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
+        out_dir: str | Path) -> dict:
+    """Every split in sem.extract.splits into out_dir/<split>/; returns the manifests."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(cfg.train.threads)
+    encoder = load_encoder(cfg, encoder_path).to(device)
+    return {split: extract_split(cfg, encoder, ImageTable(images, split), encoder_path,
+                                 Path(out_dir) / split, device)
+            for split in cfg.extract.splits}
+
+
+def extract_split(cfg: SEMConfig, encoder, table: ImageTable, encoder_path: str | Path,
+                  out_dir: Path, device: torch.device) -> dict:
+    split = table.split
+    metadata = {
+        "L": cfg.length, "V": cfg.vocab, "dataset": table.metadata.get("dataset", "unknown"),
+        "split": split, "encoder_sha256": dio.sha256_file(encoder_path),
+        "producer": {"stage": "dlc extract-codes", "code": "argmax of the SEM logits"},
+        "preprocessing": {"crop": "ADM centre crop", "size": cfg.backbone.img_size,
+                          "normalize": "ImageNet mean/std", "flip": False},
+    }
+    # Which settings a kept shard must share with this run to be reused.
+    fingerprint = {k: metadata[k] for k in ("L", "V", "split", "encoder_sha256")}
+    fingerprint.update(rows=len(table), shard_size=cfg.extract.shard_size,
+                       features=cfg.extract.features)
+    shards = range(0, len(table), cfg.extract.shard_size)
+    written, skipped, rows = [], [], 0
+    for index, first in enumerate(tqdm(shards, desc=f"extract {split}", mininterval=5)):
+        path = out_dir / codes_io.shard_name(index)
+        if path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint:
+            shard_meta = codes_io.shard_metadata(path)
+            log.info("keeping %s (already written by this encoder)", path)
+        else:
+            part = range(first, min(first + cfg.extract.shard_size, len(table)))
+            kept, code_matrix, feature_matrix, bad = _encode_rows(
+                encoder, table, part, cfg, device, cfg.extract.features)
+            shard_meta = {**metadata, "fingerprint": fingerprint, "skipped": bad}
+            frame = table.frame.iloc[kept]
+            codes_io.write_shard(path, frame["image_id"].tolist(), frame["label"].to_numpy(),
+                                 code_matrix, shard_meta,
+                                 columns=frame.drop(columns=["split", "path"], errors="ignore"),
+                                 features=feature_matrix)
+        written.append(path.name)
+        skipped += shard_meta["skipped"]
+        rows += codes_io.shard_rows(path)
+    for stale in sorted(out_dir.glob("part-*.parquet")):
+        if stale.name not in written:  # left by a run with a bigger table: not ours
+            stale.unlink()
+    manifest = {**metadata, "rows": rows, "shards": written, "skipped": len(skipped),
+                "skipped_images": skipped}
+    dio.write_json(out_dir / codes_io.MANIFEST, manifest)
+    log.info("%s: %d codes (L=%d, V=%d) in %d shards -> %s; %d unreadable images skipped",
+             split, rows, cfg.length, cfg.vocab, len(written), out_dir, len(skipped))
+    return manifest
+

@@ -1,0 +1,62 @@
+"""Stage `probe`: how much of each target (class label, shape, colour, ...) a linear classifier
+reads off the codes, next to the same probe on the encoder's continuous features (the paper's
+Table 3 pair: DINOv2 85.9 vs DLC 85.3 top-1 on ImageNet)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlc import io as dio
+from dlc.config import ProbeConfig, SEMConfig, to_dict
+from dlc.data.codes import read_codes
+from dlc.metrics.probe import probe_codes, probe_features
+
+log = logging.getLogger(__name__)
+
+
+def _classes(train: pd.Series, test: pd.Series, where: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer classes of the training values; a test value never seen in training cannot
+    be predicted and counts as wrong (class -1)."""
+    categories = pd.Index(sorted(train.unique()))
+    if len(categories) < 2:
+        raise ValueError(f"{where}: target {train.name!r} has one value in the training codes")
+    return (categories.get_indexer(train).astype(np.int64),
+            categories.get_indexer(test).astype(np.int64), len(categories))
+
+
+def run(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) -> dict:
+    """Fit on codes/<probe.train_split>, score on codes/<probe.test_split>, write out."""
+    train_codes, test_codes = Path(codes) / cfg.train_split, Path(codes) / cfg.test_split
+    train = read_codes(train_codes, sem.length, sem.vocab, features=sem.extract.features)
+    test = read_codes(test_codes, sem.length, sem.vocab, features=sem.extract.features)
+    fit = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+           "weight_decay": cfg.weight_decay, "seed": cfg.seed}
+    results = {}
+    for target in cfg.targets:
+        for table, path in ((train, train_codes), (test, test_codes)):
+            if target not in table.frame:
+                raise ValueError(f"{path}: no column {target!r} to probe (probe.targets)")
+        y_train, y_test, classes = _classes(train.frame[target], test.frame[target],
+                                            str(train_codes))
+        row = {"classes": classes,
+               "majority": float(np.bincount(y_train).max() / len(y_train)),
+               "codes": probe_codes(train.codes, y_train, test.codes, y_test, sem.vocab,
+                                    classes, **fit)}
+        if train.features is not None:
+            row["features"] = probe_features(train.features, y_train, test.features, y_test,
+                                             classes, **fit)
+        results[target] = row
+        log.info("probe %-10s codes %.3f  features %s  (%d classes)", target, row["codes"],
+                 f"{row['features']:.3f}" if "features" in row else "-", classes)
+    report = {
+        "top1": results, "n_train": len(train), "n_test": len(test),
+        "L": sem.length, "V": sem.vocab, "encoder_sha256": train.metadata.get("encoder_sha256"),
+        "features": "final-normed CLS + mean patch token" if train.features is not None else None,
+        **dio.run_metadata({"probe": to_dict(cfg), "L": sem.length, "V": sem.vocab}),
+    }
+    dio.write_json(out, report)
+    return report

@@ -1,0 +1,146 @@
+"""Stage `train-sedd`: learn p(c), the distribution of Discrete Latent Codes, with SEDD-absorb.
+
+Per step: a batch of training codes, t ~ U(eps, 1), every token masked with probability m(t),
+loss = the diffusion-weighted score entropy (diffusion/absorbing.py) averaged over the batch.
+AdamW, linear warm-up then constant lr, gradient clipping, EMA weights for sampling. Outputs in
+the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, checkpoints/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from dlc import io as dio
+from dlc.config import SEDDConfig, to_dict
+from dlc.data.codes import read_codes
+from dlc.diffusion.absorbing import AbsorbingDiffusion
+from dlc.models.sedd import SIZES, SEDDTransformer
+from dlc.train import checkpoint, distributed
+from dlc.train.batches import EpochOrder, StepBatches
+from dlc.train.ema import make_ema, update_ema
+from dlc.train.schedules import lr_factor
+from dlc.viz import pyplot, save_figure
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: SEDDConfig, length: int, vocab: int) -> SEDDTransformer:
+    return SEDDTransformer(vocab, length, SIZES[cfg.size], dropout=cfg.dropout)
+
+
+def load_model(cfg: SEDDConfig, run: str | Path) -> tuple[SEDDTransformer, dict]:
+    """(EMA model, meta) of a trained run; fails naming the file if it does not fit cfg."""
+    run = Path(run)
+    meta = dio.read_json(run / "meta.json")
+    model = build_model(cfg, meta["L"], meta["V"])
+    try:
+        model.load_state_dict(load_file(str(run / "model.safetensors")))
+    except (RuntimeError, OSError) as error:
+        raise ValueError(f"{run / 'model.safetensors'}: does not fit the sedd params "
+                         f"({str(error).splitlines()[0]})") from None
+    return model.eval(), meta
+
+
+def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
+          out_dir: str | Path) -> Path:
+    """Train on a codes folder (checked against L and V); resumes exactly from
+    out_dir/checkpoints when the same params and codes made them."""
+    out_dir = Path(out_dir)
+    procs = distributed.setup()
+    t = cfg.train
+    torch.set_num_threads(t.threads)
+    codes = read_codes(codes_dir, length, vocab)
+    data = torch.from_numpy(codes.codes.astype(np.int64))
+    params_sha = dio.sha256_json({"sedd": to_dict(cfg), "L": length, "V": vocab,
+                                  "codes": str(codes_dir), "rows": len(data)})
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg, length, vocab).to(procs.device)
+    ema = make_ema(model)
+    process = AbsorbingDiffusion(vocab)
+    student: nn.Module = model
+    if procs.world > 1:
+        student = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, 0.999),
+                                  weight_decay=0.0, fused=procs.device.type == "cuda")
+    history: list[dict] = []
+    start = 0
+    state = checkpoint.load_latest(out_dir / "checkpoints", model, ema, params_sha)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["step"]
+
+    order = EpochOrder(len(data), t.seed)
+    batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if procs.device.type == "cuda" and t.precision == "bf16" else nullcontext())
+    eps = process.noise.eps
+    log_every = max(1, t.steps // 200)
+    progress = tqdm(batches, desc="train-sedd", initial=start, total=t.steps, mininterval=5,
+                    disable=not procs.main)
+    for step, numbers in enumerate(progress, start=start):
+        clean = data[[order(k) for k in numbers]].to(procs.device, non_blocking=True)
+        time = eps + (1 - eps) * torch.rand(len(clean), device=procs.device)
+        noisy = process.corrupt(clean, time)
+        for group in optimizer.param_groups:
+            group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
+        with autocast:
+            log_score = student(noisy, process.noise.total(time))
+        loss = process.score_entropy(log_score, noisy, clean, time).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        optimizer.step()
+        update_ema(ema, model, t.ema_decay)
+
+        done = step + 1
+        if done % log_every == 0 or done == t.steps:
+            # per token: the loss is a sum over the L positions
+            row = {"step": done, "loss": loss.item(), "loss_per_token": loss.item() / length,
+                   "grad_norm": grad_norm.item(), "lr": optimizer.param_groups[0]["lr"]}
+            history.append(row)
+            progress.set_postfix(loss=f"{row['loss_per_token']:.3f}", refresh=False)
+        if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+            checkpoint.save(out_dir / "checkpoints", done, model, ema,
+                            {"optimizer": optimizer.state_dict(), "history": history},
+                            params_sha)
+        distributed.barrier()
+
+    if procs.main:
+        _write_outputs(cfg, out_dir, ema, history, codes, length, vocab, params_sha)
+    return out_dir
+
+
+def _write_outputs(cfg: SEDDConfig, out_dir: Path, ema: nn.Module, history: list[dict],
+                   codes, length: int, vocab: int, params_sha: str) -> None:
+    checkpoint.save_weights(out_dir / "model.safetensors", ema)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    dio.write_bytes(out_dir / "loss.csv", buffer.getvalue().encode())
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 3))
+    axis.plot([r["step"] for r in history], [r["loss_per_token"] for r in history])
+    axis.set(xlabel="step", ylabel="score entropy per token", yscale="log",
+             title=f"SEDD-{cfg.size} on L={length}, V={vocab} codes")
+    save_figure(figure, out_dir / "loss.png")
+    parameters = sum(p.numel() for p in ema.parameters())
+    dio.write_json(out_dir / "meta.json", {
+        "L": length, "V": vocab, "sedd": to_dict(cfg), "parameters": parameters,
+        "train_codes": len(codes), "dataset": codes.metadata.get("dataset"),
+        "encoder_sha256": codes.metadata.get("encoder_sha256"), "final": history[-1],
+        "model_sha256": dio.sha256_file(out_dir / "model.safetensors"),
+        **dio.run_metadata({"sedd": to_dict(cfg)}), "params_sha256": params_sha})
+    log.info("SEDD-%s (%d parameters) trained %d steps -> %s", cfg.size, parameters,
+             cfg.train.steps, out_dir)

@@ -1,0 +1,102 @@
+"""DINOv2's self-distillation losses, written out: DINO (centred teacher, sharpened by a low
+temperature), iBOT (the same on masked patch tokens) and KoLeo (spread the embeddings out).
+
+Teacher logits are centred by an EMA of their batch mean (`center`, updated in place, averaged
+over processes under DDP) so that no prototype wins everything; the student sees every crop,
+the teacher only the two global ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def teacher_temperature(step: int, warmup_temp: float, temp: float, warmup_steps: int) -> float:
+    """Linear warm-up from warmup_temp to temp, then constant."""
+    if step >= warmup_steps:
+        return temp
+    return warmup_temp + (temp - warmup_temp) * step / warmup_steps
+
+
+def cosine(step: int, total: int, start: float, end: float) -> float:
+    """start -> end along a half cosine over `total` steps (teacher momentum, weight decay)."""
+    progress = min(1.0, step / max(1, total))
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(step: int, total: int, peak: float, end: float, warmup: int) -> float:
+    """Linear warm-up to `peak`, then cosine to `end` (the learning rate)."""
+    if step < warmup:
+        return peak * step / warmup
+    return cosine(step - warmup, total - warmup, peak, end)
+
+
+def _mean_over_processes(x: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= dist.get_world_size()
+    return x
+
+
+@torch.no_grad()
+def teacher_probabilities(teacher_logits: torch.Tensor, center: torch.Tensor, temp: float,
+                          center_momentum: float) -> torch.Tensor:
+    """softmax((t - center) / temp); then center <- m * center + (1 - m) * mean(t)."""
+    probabilities = torch.softmax((teacher_logits.float() - center) / temp, dim=-1)
+    batch_mean = _mean_over_processes(teacher_logits.float().mean(0))
+    center.mul_(center_momentum).add_(batch_mean, alpha=1 - center_momentum)
+    return probabilities
+
+
+def dino_loss(student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor],
+              student_temp: float) -> torch.Tensor:
+    """Cross-entropy H(teacher view i, student view j) averaged over all pairs with i != j
+    (student views are the globals first, in the teacher's order, then the locals)."""
+    total, pairs = 0.0, 0
+    for j, logits in enumerate(student_logits):
+        log_p = F.log_softmax(logits.float() / student_temp, dim=-1)
+        for i, q in enumerate(teacher_probs):
+            if i == j:
+                continue
+            total = total - (q * log_p).sum(-1).mean()
+            pairs += 1
+    return total / pairs
+
+
+def ibot_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor,
+              student_temp: float) -> torch.Tensor:
+    """Cross-entropy on the masked patches (M, K) of a (B, N) mask, in mask.nonzero() order:
+    the mean over each image's masked patches, then over the images that have any."""
+    log_p = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+    per_patch = -(teacher_probs * log_p).sum(-1)                      # (M,)
+    counts = mask.sum(1)                                               # (B,)
+    if per_patch.numel() == 0:
+        return student_logits.sum() * 0.0
+    image = mask.nonzero()[:, 0]
+    return (per_patch / counts[image]).sum() / (counts > 0).sum()
+
+
+def koleo_loss(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Kozachenko-Leonenko entropy surrogate: -mean log(distance to the nearest other
+    embedding), on L2-normalised vectors (B, D)."""
+    x = F.normalize(embeddings.float(), dim=-1, eps=eps)
+    distances = torch.cdist(x, x)
+    distances = distances + torch.eye(len(x), device=x.device) * 1e9  # never yourself
+    return -torch.log(distances.min(-1).values + eps).mean()
+
+
+def random_patch_mask(batch: int, patches: int, mask_prob: float, ratio: tuple[float, float],
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, N) bool: a fraction mask_prob of the images get a ratio ~ U(ratio) of their patches
+    masked, chosen uniformly (iBOT; DINOv2 draws blocks, uniform patches are the simpler
+    variant of the same objective)."""
+    masked_images = torch.rand(batch, generator=generator) < mask_prob
+    ratios = ratio[0] + (ratio[1] - ratio[0]) * torch.rand(batch, generator=generator)
+    counts = (ratios * patches).round().long() * masked_images
+    order = torch.rand(batch, patches, generator=generator).argsort(-1)
+    return order < counts[:, None]

@@ -1,0 +1,103 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dlc.data import codes as codes_io
+from dlc.stages import sample_codes, train_sedd
+
+
+def write_codes(folder, split, n, length, vocab, seed):
+    """Codes with structure: position p holds (first token + p) mod V."""
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, vocab, n)
+    codes = ((first[:, None] + np.arange(length)) % vocab).astype(codes_io.numpy_dtype(vocab))
+    meta = {"L": length, "V": vocab, "producer": "test", "dataset": "shapes", "split": split}
+    codes_io.write_shard(folder / split / "part-00000.parquet",
+                         [f"{split}-{i}" for i in range(n)], np.zeros(n), codes, meta)
+    return codes
+
+
+@pytest.fixture
+def setup(micro_config, tmp_path):
+    preset = micro_config.active
+    length, vocab = preset.sem.length, preset.sem.vocab
+    write_codes(tmp_path / "codes", "train", 200, length, vocab, 0)
+    write_codes(tmp_path / "codes", "test", 40, length, vocab, 1)
+    return preset.sedd, tmp_path, length, vocab
+
+
+def test_train_sample_and_report(setup):
+    cfg, folder, length, vocab = setup
+    run = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "sedd")
+    for name in ("model.safetensors", "meta.json", "loss.csv", "loss.png"):
+        assert (run / name).is_file()
+    manifest = sample_codes.generate(cfg, run, folder / "generated", length, vocab)
+    assert manifest["rows"] == cfg.sample.samples and len(manifest["shards"]) == 3
+    generated = codes_io.read_codes(folder / "generated", length, vocab)
+    assert generated.codes.shape == (cfg.sample.samples, length)
+    assert generated.codes.max() < vocab  # the mask token never comes out
+    assert (generated.frame["source"] == "sedd").all() and (generated.frame["label"] == -1).all()
+    assert generated.metadata["producer"]["sampler"]["steps"] == cfg.sample.steps
+    frame = pd.read_parquet(folder / "generated" / "part-00000.parquet")
+    assert list(frame.columns) == ["image_id", "label", "codes", "source"]
+
+    result = sample_codes.report(cfg, folder / "generated", folder / "codes", length, vocab,
+                                 folder / "report.json", folder / "marginals.png")
+    assert 0 <= result["tv_per_position"] <= 1 and result["n"] == 24
+    assert result["exact_train_copies_floor"] >= 0 and (folder / "marginals.png").is_file()
+
+    # a rerun with the same model and settings keeps every shard
+    before = generated.codes.copy()
+    (folder / "generated" / "part-00001.parquet").unlink()
+    sample_codes.generate(cfg, run, folder / "generated", length, vocab)
+    assert np.array_equal(codes_io.read_codes(folder / "generated").codes, before)
+
+
+def test_resume_after_a_crash_equals_uninterrupted_training(setup, monkeypatch):
+    cfg, folder, length, vocab = setup
+    straight = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "a")
+    real_update = train_sedd.update_ema
+    calls = {"n": 0}
+
+    def crash_at_step_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real_update(*args, **kwargs)
+
+    monkeypatch.setattr(train_sedd, "update_ema", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "b")
+    monkeypatch.setattr(train_sedd, "update_ema", real_update)
+    resumed = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "b")
+    a, b = (load_file(str(p / "model.safetensors")) for p in (straight, resumed))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_codes_of_another_shape_are_refused(setup):
+    cfg, folder, length, vocab = setup
+    with pytest.raises(ValueError, match="params say L="):
+        train_sedd.train(cfg, folder / "codes" / "train", length + 1, vocab, folder / "x")
+    run = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "sedd")
+    with pytest.raises(ValueError, match="the sem params say"):
+        sample_codes.generate(cfg, run, folder / "gen", length, vocab * 2)
+
+
+def test_tv_and_hamming_against_direct_computation():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, (300, 4))
+    b = rng.integers(0, 5, (200, 4))
+    for position in range(4):
+        pa = np.bincount(a[:, position], minlength=5) / 300
+        pb = np.bincount(b[:, position], minlength=5) / 200
+        assert sample_codes.per_position_tv(a, b, 5)[position] == pytest.approx(
+            0.5 * np.abs(pa - pb).sum())
+    assert sample_codes.per_position_tv(a, a, 5).max() == 0
+    queries, pool = rng.integers(0, 3, (7, 6)), rng.integers(0, 3, (50, 6))
+    brute = [min(int((q != p).sum()) for p in pool) for q in queries]
+    assert sample_codes.nearest_hamming(queries, pool).tolist() == brute
