@@ -48,3 +48,16 @@ def test_checkpoint_round_trip_and_pruning(tmp_path):
     torch.testing.assert_close(torch.rand(3), expected)  # RNG restored
     assert checkpoint.load_latest(tmp_path, fresh_model, fresh_ema, "hash-b") is None
     assert checkpoint.load_latest(tmp_path / "none", fresh_model, fresh_ema, "hash-a") is None
+
+
+def test_warmed_up_ema_decay():
+    from dlc.train.ema import warmed_up_decay
+
+    assert warmed_up_decay(0, 0.999) == pytest.approx(0.1)
+    assert warmed_up_decay(90, 0.999) == pytest.approx(0.91)
+    assert warmed_up_decay(100_000, 0.999) == 0.999
+    # the initial weights' share of the average after 1,000 steps: tiny, not 0.999^1000 = 37%
+    share = 1.0
+    for step in range(1000):
+        share *= warmed_up_decay(step, 0.999)
+    assert share < 1e-3

@@ -97,8 +97,8 @@ def test_config_overrides_other_than_preset_are_refused():
 
 
 def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
-    """The whole toy study and the data stage at micro size, first through Snakemake, then the
-    same DAG through DVC (twice: the second run must find nothing to do)."""
+    """The default DAG at micro size (toy study, data, SEM, codes, probe, SEDD), first through
+    Snakemake, then through DVC (twice: the second run must find nothing to do)."""
     params = micro_params()
     params["toy"]["modes"] = [4]  # 8 jobs: each engine starts one process per job
     (tmp_path / "snakemake").mkdir()
@@ -110,6 +110,12 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     for name in ("kld_vs_modes.png", "samples.png", "loss.png"):
         assert (smk / "results/toy" / name).stat().st_size > 1000
     assert (smk / "results/tiny/data/images.parquet").is_file()
+    probe = json.loads((smk / "results/tiny/probe.json").read_text())
+    assert set(probe["top1"]) == set(params["presets"]["tiny"]["probe"]["targets"])
+    for split in params["presets"]["tiny"]["sem"]["extract"]["splits"]:
+        assert (smk / f"results/tiny/codes/{split}/manifest.json").is_file()
+    samples = json.loads((smk / "results/tiny/sedd/samples.json").read_text())
+    assert 0 <= samples["tv_per_position"] <= 1
     assert (smk / "results/logs/toy/report.log").is_file()
     leftovers = [p for p in (smk / "results").rglob("*.tmp")]
     assert not leftovers, leftovers

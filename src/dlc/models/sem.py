@@ -111,24 +111,35 @@ class SEMEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """SEM probabilities (B, L, V) at the model's tau."""
-        return self.sem(self._summary(images), self.tau)[0]
+        return self.sem(self.tokens(images)[:, :self.num_prefix].flatten(1), self.tau)[0]
 
     @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """Discrete Latent Codes (B, L): the argmax at each position (tau does not matter, the
-        softmax is monotone, so it is skipped)."""
-        return self.sem.logits(self._summary(images)).argmax(-1).to(code_dtype(self.vocab))
+        """Discrete Latent Codes (B, L): the argmax at each position."""
+        return self._codes(self.tokens(images))
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The continuous features a linear probe of the backbone uses: the final-normed CLS
-        token and the mean patch token, concatenated (DINOv2's linear evaluation)."""
-        tokens = self.backbone.norm(self.tokens(images))
-        return torch.cat([tokens[:, 0], tokens[:, self.num_prefix:].mean(1)], dim=-1)
+        """The continuous features a linear probe of the backbone uses (B, 2D)."""
+        return self._features(self.tokens(images))
 
-    def _summary(self, images: torch.Tensor) -> torch.Tensor:
-        return self.tokens(images)[:, :self.num_prefix].flatten(1)
+    @torch.no_grad()
+    def codes_and_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both from one pass through the backbone (what extraction stores)."""
+        tokens = self.tokens(images)
+        return self._codes(tokens), self._features(tokens)
 
+    def _codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        # tau does not matter: the softmax is monotone, so it is skipped. The head runs in
+        # fp32 even under autocast, so that near-ties resolve the same way on every device.
+        with torch.autocast(tokens.device.type, enabled=False):
+            logits = self.sem.logits(tokens[:, :self.num_prefix].flatten(1).float())
+        return logits.argmax(-1).to(code_dtype(self.vocab))
+
+    def _features(self, tokens: torch.Tensor) -> torch.Tensor:
+        # DINOv2's linear evaluation: the final-normed CLS token and the mean patch token
+        normed = self.backbone.norm(tokens)
+        return torch.cat([normed[:, 0], normed[:, self.num_prefix:].mean(1)], dim=-1).float()
 
 def build_backbone(name: str, img_size: int, weights: str | None, drop_path: float,
                    **overrides: int | None) -> nn.Module:

@@ -58,18 +58,17 @@ def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device
         skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
         if images is None:
             continue
-        with torch.no_grad(), autocast:
+        with autocast:
             batch = torch.from_numpy(images).to(device)
-            tokens = encoder.tokens(batch)
-            summary = tokens[:, :encoder.num_prefix].flatten(1)
-            codes.append(encoder.sem.logits(summary.float()).argmax(-1).cpu())
             if want_features:
-                normed = encoder.backbone.norm(tokens)
-                features.append(torch.cat([normed[:, 0], normed[:, encoder.num_prefix:].mean(1)],
-                                          -1).float().cpu())
+                batch_codes, batch_features = encoder.codes_and_features(batch)
+                features.append(batch_features.cpu())
+            else:
+                batch_codes = encoder.codes(batch)
+            codes.append(batch_codes.cpu())
         kept.extend(batch_rows.tolist())
     dtype = codes_io.numpy_dtype(cfg.vocab)
-    code_matrix = (torch.cat(codes).numpy().astype(dtype) if codes
+    code_matrix = (torch.cat(codes).numpy() if codes
                    else np.zeros((0, cfg.length), dtype))
     feature_matrix = torch.cat(features).numpy() if features else None
     return np.array(kept, dtype=np.int64), code_matrix, feature_matrix, skipped

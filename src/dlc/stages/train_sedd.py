@@ -2,7 +2,9 @@
 
 Per step: a batch of training codes, t ~ U(eps, 1), every token masked with probability m(t),
 loss = the diffusion-weighted score entropy (diffusion/absorbing.py) averaged over the batch.
-AdamW, linear warm-up then constant lr, gradient clipping, EMA weights for sampling. Outputs in
+AdamW, linear warm-up then constant lr, gradient clipping, EMA weights for sampling (with a
+warmed-up decay, so that short runs do not sample from an average that still holds the
+initialisation). Outputs in
 the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, checkpoints/.
 """
 
@@ -27,7 +29,7 @@ from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.models.sedd import SIZES, SEDDTransformer
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
-from dlc.train.ema import make_ema, update_ema
+from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
 from dlc.viz import pyplot, save_figure
 
@@ -101,7 +103,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
         optimizer.step()
-        update_ema(ema, model, t.ema_decay)
+        update_ema(ema, model, warmed_up_decay(step, t.ema_decay))
 
         done = step + 1
         if done % log_every == 0 or done == t.steps:
