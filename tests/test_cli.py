@@ -7,7 +7,8 @@ from dlc import cli
 
 from .conftest import ENV
 
-STAGES = ("data", "toy-train", "toy-eval", "toy-report", "schema", "params")
+STAGES = ("data", "toy-train", "toy-eval", "toy-report", "train-sem", "extract-codes", "probe",
+          "train-sedd", "sample-codes", "schema", "params")
 
 
 def run_dlc(*args, cwd=None):
@@ -64,3 +65,22 @@ def test_data_stage_writes_table_report_preview_and_log(tmp_path, micro):
     assert sorted(p.name for p in out.iterdir()) == ["images.parquet", "preview.png",
                                                      "report.json"]
     assert "wrote 300 rows" in (tmp_path / "logs" / "data.log").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["extract-codes", "--images", "{tmp}/images.parquet", "--encoder", "{tmp}/enc.safetensors",
+      "--out", "{tmp}/codes"], "enc.safetensors: encoder weights not found"),
+    (["probe", "--codes", "{tmp}/codes", "--out", "{tmp}/probe.json"],
+     "codes/train: codes not found"),
+    (["train-sedd", "--codes", "{tmp}/codes", "--out", "{tmp}/sedd"],
+     "codes/train: codes not found"),
+    (["sample-codes", "--model", "{tmp}/sedd", "--out", "{tmp}/gen", "--codes", "{tmp}/codes",
+      "--report", "{tmp}/r.json", "--figure", "{tmp}/f.png"], "sedd/meta.json: missing"),
+])
+def test_dlc_stages_name_their_missing_inputs(tmp_path, micro, args, message):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(micro))
+    result = run_dlc(*[a.format(tmp=tmp_path) for a in args], "--params", str(params))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

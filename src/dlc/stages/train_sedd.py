@@ -116,7 +116,6 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history},
                             params_sha)
-        distributed.barrier()
 
     if procs.main:
         _write_outputs(cfg, out_dir, ema, history, codes, length, vocab, params_sha)

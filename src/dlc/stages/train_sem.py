@@ -227,7 +227,6 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
                             {"optimizer": optimizer.state_dict(), "history": history,
                              "centers": {k: v.cpu() for k, v in centers.items()}},
                             params_sha)
-        distributed.barrier()
 
     if procs.main:
         _write_outputs(cfg, out_dir, teacher, history, params_sha, table)

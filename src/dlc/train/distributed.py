@@ -35,7 +35,3 @@ def setup() -> Processes:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Processes(rank, world, device)
 
-
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
