@@ -80,23 +80,26 @@ def run(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(cfg.train.threads)
     encoder = load_encoder(cfg, encoder_path).to(device)
-    return {split: extract_split(cfg, encoder, ImageTable(images, split), encoder_path,
+    hashes = {"encoder_sha256": dio.sha256_file(encoder_path),
+              "images_sha256": dio.sha256_file(images)}
+    return {split: extract_split(cfg, encoder, ImageTable(images, split), hashes,
                                  Path(out_dir) / split, device)
             for split in cfg.extract.splits}
 
 
-def extract_split(cfg: SEMConfig, encoder, table: ImageTable, encoder_path: str | Path,
-                  out_dir: Path, device: torch.device) -> dict:
+def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_dir: Path,
+                  device: torch.device) -> dict:
     split = table.split
     metadata = {
         "L": cfg.length, "V": cfg.vocab, "dataset": table.metadata.get("dataset", "unknown"),
-        "split": split, "encoder_sha256": dio.sha256_file(encoder_path),
+        "split": split, **hashes,
         "producer": {"stage": "dlc extract-codes", "code": "argmax of the SEM logits"},
         "preprocessing": {"crop": "ADM centre crop", "size": cfg.backbone.img_size,
                           "normalize": "ImageNet mean/std", "flip": False},
     }
     # Which settings a kept shard must share with this run to be reused.
-    fingerprint = {k: metadata[k] for k in ("L", "V", "split", "encoder_sha256")}
+    fingerprint = {k: metadata[k] for k in ("L", "V", "split", "encoder_sha256",
+                                            "images_sha256")}
     fingerprint.update(rows=len(table), shard_size=cfg.extract.shard_size,
                        features=cfg.extract.features)
     shards = range(0, len(table), cfg.extract.shard_size)

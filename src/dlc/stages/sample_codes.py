@@ -65,9 +65,10 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     for batch, first in enumerate(tqdm(starts, desc="sample-codes", mininterval=5)):
         path = out_dir / codes_io.shard_name(batch)
         written.append(path.name)
-        if path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint:
-            continue
         n = min(s.batch_size, s.samples - first)
+        if (path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint
+                and codes_io.shard_rows(path) == n):
+            continue
         generator, remask_generator = _generators(s.seed, batch, device)
         codes = process.sample(score_fn, n, length, s.steps, method=s.method, t_end=s.t_end,
                                remask_eta=s.remask_eta, remask_window=tuple(s.remask_window),
