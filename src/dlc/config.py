@@ -259,7 +259,7 @@ class ExtractConfig:
     splits: list[str] = _doc("splits of the images table to encode (tiny: train, test, "
                              "holdout; imagenet: train, val)")
     batch_size: int = _doc("images per encoder forward", minimum=1)
-    shard_size: int = _doc("rows per Parquet shard (part-XXXXX.parquet)", minimum=1)
+    shard_size: int = _doc("rows per Parquet shard (part-00000.parquet, ...)", minimum=1)
     features: bool = _doc("also store the continuous backbone features (float16, for the "
                           "probe's comparison)")
 

@@ -49,6 +49,19 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Rows of one dict shape (a loss history) as CSV with a header; empty rows: empty file."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_bytes(path, buffer.getvalue().encode())
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

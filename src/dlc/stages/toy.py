@@ -11,9 +11,7 @@ with K; `toy.normalize` instead divides by the mixture's std (samples are scaled
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 from pathlib import Path
 
@@ -141,22 +139,13 @@ def train(cfg: ToyConfig, modes: int, variant: str, out_dir: str | Path,
                             params_sha)
 
     checkpoint.save_weights(out_dir / "model.safetensors", ema)
-    _write_history(out_dir / "loss.csv", history)
+    dio.write_csv(out_dir / "loss.csv", history)
     dio.write_json(out_dir / "meta.json", {
         **params, "data_scale": scale, "samples_seen": cfg.train.steps * cfg.train.batch_size,
         "final_loss": history[-1] if history else None,
         "gmm": gmm.to_json() if gmm is not None else None, **dio.run_metadata(params)})
     log.info("K=%d %s: trained %d steps -> %s", modes, variant, cfg.train.steps, out_dir)
     return out_dir
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    if history:
-        writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    dio.write_bytes(path, buffer.getvalue().encode())
 
 
 def load_trained(cfg: ToyConfig, model_dir: str | Path):

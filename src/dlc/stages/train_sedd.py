@@ -10,8 +10,6 @@ the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, checkpoi
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from contextlib import nullcontext
 from pathlib import Path
@@ -125,11 +123,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
 def _write_outputs(cfg: SEDDConfig, out_dir: Path, ema: nn.Module, history: list[dict],
                    codes, length: int, vocab: int, params_sha: str) -> None:
     checkpoint.save_weights(out_dir / "model.safetensors", ema)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    dio.write_bytes(out_dir / "loss.csv", buffer.getvalue().encode())
+    dio.write_csv(out_dir / "loss.csv", history)
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(4.5, 3))
     axis.plot([r["step"] for r in history], [r["loss_per_token"] for r in history])

@@ -11,8 +11,6 @@ encoder later stages use), meta.json, loss.csv, loss.png, checkpoints/.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from contextlib import nullcontext
@@ -236,11 +234,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
 def _write_outputs(cfg: SEMConfig, out_dir: Path, teacher: SEMEncoder, history: list[dict],
                    params_sha: str, table: ImageTable) -> None:
     checkpoint.save_weights(out_dir / "encoder.safetensors", teacher)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    dio.write_bytes(out_dir / "loss.csv", buffer.getvalue().encode())
+    dio.write_csv(out_dir / "loss.csv", history)
     plot_losses(history, out_dir / "loss.png")
     parameters = sum(p.numel() for p in teacher.parameters())
     dio.write_json(out_dir / "meta.json", {
