@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -52,3 +53,21 @@ def micro() -> dict:
 @pytest.fixture
 def micro_config(micro) -> config.Config:
     return config.parse(micro, "micro params")
+
+
+@contextlib.contextmanager
+def preempted_at(stage_module, call: int):
+    """While active, the stage's `update_ema` raises KeyboardInterrupt on its `call`-th call:
+    a preemption in the middle of that step, after the checkpoints of the steps before it."""
+    real_update = stage_module.update_ema
+    calls = {"n": 0}
+
+    def update_or_crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt("simulated preemption")
+        real_update(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage_module, "update_ema", update_or_crash)
+        yield

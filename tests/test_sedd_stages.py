@@ -8,6 +8,8 @@ from safetensors.torch import load_file
 from dlc.data import codes as codes_io
 from dlc.stages import sample_codes, train_sedd
 
+from .conftest import preempted_at
+
 
 def write_codes(folder, split, n, length, vocab, seed):
     """Codes with structure: position p holds (first token + p) mod V."""
@@ -56,22 +58,11 @@ def test_train_sample_and_report(setup):
     assert np.array_equal(codes_io.read_codes(folder / "generated").codes, before)
 
 
-def test_resume_after_a_crash_equals_uninterrupted_training(setup, monkeypatch):
+def test_resume_after_a_crash_equals_uninterrupted_training(setup):
     cfg, folder, length, vocab = setup
     straight = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "a")
-    real_update = train_sedd.update_ema
-    calls = {"n": 0}
-
-    def crash_at_step_3(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        real_update(*args, **kwargs)
-
-    monkeypatch.setattr(train_sedd, "update_ema", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
+    with preempted_at(train_sedd, 3), pytest.raises(KeyboardInterrupt):
         train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "b")
-    monkeypatch.setattr(train_sedd, "update_ema", real_update)
     resumed = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "b")
     a, b = (load_file(str(p / "model.safetensors")) for p in (straight, resumed))
     for key in a:

@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from dlc.io import read_json
 from dlc.stages import toy, toy_report
-from dlc.train import ema as ema_module
+
+from .conftest import preempted_at
 
 
 @pytest.fixture
@@ -34,27 +35,16 @@ def test_train_then_evaluate_writes_the_contract(toy_cfg, tmp_path, variant):
     assert samples.shape == (toy_cfg.eval.samples, 2) and np.isfinite(samples).all()
 
 
-def test_training_is_deterministic_and_resumes_exactly(toy_cfg, tmp_path, monkeypatch):
+def test_training_is_deterministic_and_resumes_exactly(toy_cfg, tmp_path):
     cfg = dataclasses.replace(toy_cfg, train=dataclasses.replace(toy_cfg.train, steps=30))
     toy.train(cfg, 4, "gmm", tmp_path / "straight", checkpoint_every=10)
     straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
 
-    calls = {"n": 0}
-    real_update = ema_module.update_ema
-
-    def crash_at_step_25(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt("simulated preemption")
-        real_update(*args, **kwargs)
-
-    monkeypatch.setattr(toy, "update_ema", crash_at_step_25)
-    with pytest.raises(KeyboardInterrupt):
+    with preempted_at(toy, 25), pytest.raises(KeyboardInterrupt):
         toy.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
     assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text() == "step-00000020"
 
-    monkeypatch.setattr(toy, "update_ema", real_update)
     toy.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
     resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     for name, tensor in straight.items():

@@ -7,6 +7,8 @@ from safetensors.torch import load_file
 from dlc.stages import data, train_sem
 from dlc.train.batches import StepBatches
 
+from .conftest import preempted_at
+
 
 @pytest.fixture
 def sem_run(micro_config, tmp_path):
@@ -28,23 +30,13 @@ def test_training_writes_the_run_folder(sem_run, tmp_path):
     assert encoder.codes(torch.randn(2, 3, 32, 32)).shape == (2, cfg.length)
 
 
-def test_resume_after_a_crash_equals_uninterrupted_training(sem_run, tmp_path, monkeypatch):
+def test_resume_after_a_crash_equals_uninterrupted_training(sem_run, tmp_path):
     cfg, images = sem_run
     straight = train_sem.train(cfg, images, tmp_path / "straight")
 
-    real_update = train_sem.update_ema
-    calls = {"n": 0}
-
-    def crash_at_step_3(*args, **kwargs):  # the checkpoint of step 2 is on disk by then
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        real_update(*args, **kwargs)
-
-    monkeypatch.setattr(train_sem, "update_ema", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
+    # crash in step 3: the checkpoint of step 2 is on disk by then
+    with preempted_at(train_sem, 3), pytest.raises(KeyboardInterrupt):
         train_sem.train(cfg, images, tmp_path / "resumed")
-    monkeypatch.setattr(train_sem, "update_ema", real_update)
     assert (tmp_path / "resumed/checkpoints/latest").read_text() == "step-00000002"
     resumed = train_sem.train(cfg, images, tmp_path / "resumed")
 

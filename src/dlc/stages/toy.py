@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from dlc import io as dio
@@ -153,12 +152,8 @@ def load_trained(cfg: ToyConfig, model_dir: str | Path):
     model_dir = Path(model_dir)
     meta = dio.read_json(model_dir / "meta.json")
     model = build_model(cfg, meta["modes"], meta["variant"])
-    try:
-        model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
-    except (RuntimeError, OSError) as error:
-        raise ValueError(f"{model_dir / 'model.safetensors'}: does not fit toy.model in the "
-                         f"params ({str(error).splitlines()[0]})") from None
-    return model.eval(), meta
+    weights = model_dir / "model.safetensors"
+    return checkpoint.load_weights(model, weights, "toy.model in the params"), meta
 
 
 @torch.no_grad()

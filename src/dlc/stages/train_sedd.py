@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -43,12 +42,7 @@ def load_model(cfg: SEDDConfig, run: str | Path) -> tuple[SEDDTransformer, dict]
     run = Path(run)
     meta = dio.read_json(run / "meta.json")
     model = build_model(cfg, meta["L"], meta["V"])
-    try:
-        model.load_state_dict(load_file(str(run / "model.safetensors")))
-    except (RuntimeError, OSError) as error:
-        raise ValueError(f"{run / 'model.safetensors'}: does not fit the sedd params "
-                         f"({str(error).splitlines()[0]})") from None
-    return model.eval(), meta
+    return checkpoint.load_weights(model, run / "model.safetensors", "the sedd params"), meta
 
 
 def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,

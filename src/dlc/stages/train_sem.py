@@ -17,7 +17,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -50,15 +49,9 @@ def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
 def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
     """A trained encoder (teacher weights); fails naming the file if it does not fit cfg."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file():  # checked first: building the paper's encoder takes a while
         raise FileNotFoundError(f"{path}: encoder weights not found (run `dlc train-sem`)")
-    encoder = build_encoder(cfg, pretrained=False)
-    try:
-        encoder.load_state_dict(load_file(str(path)))
-    except (RuntimeError, OSError) as error:
-        raise ValueError(f"{path}: does not fit the sem params "
-                         f"({str(error).splitlines()[0]})") from None
-    return encoder.eval()
+    return checkpoint.load_weights(build_encoder(cfg, pretrained=False), path, "the sem params")
 
 
 class MultiView(nn.Module):

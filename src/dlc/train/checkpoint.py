@@ -47,6 +47,21 @@ def save_weights(path: Path, module: torch.nn.Module) -> None:
                   str(tmp))
 
 
+def load_weights(module: torch.nn.Module, path: str | Path,
+                 built_from: str) -> torch.nn.Module:
+    """Trained weights into `module` (eval mode); a missing or mismatched file fails naming
+    the file and what the module was built from ("the sem params", ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: trained weights not found")
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except (RuntimeError, OSError) as error:
+        raise ValueError(f"{path}: does not fit {built_from} "
+                         f"({str(error).splitlines()[0]})") from None
+    return module.eval()
+
+
 def save(directory: str | Path, step: int, model: torch.nn.Module, ema: torch.nn.Module,
          state: dict[str, Any], params_sha256: str, keep: int = 2) -> Path:
     """Write step folder, then point `latest` at it, then drop all but the newest `keep`."""
