@@ -11,7 +11,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from dlc.data.images import READ_ERRORS, adm_center_crop, load_image
@@ -59,9 +58,3 @@ class ImageTable:
             return load_image(self._paths[i], size)
         image = self.raw(i)
         return np.asarray(image if image.size == (size, size) else adm_center_crop(image, size))
-
-    def targets(self, columns: list[str]) -> pd.DataFrame:
-        missing = [c for c in columns if c not in self.frame]
-        if missing:
-            raise ValueError(f"{self.path}: no column(s) {missing} to predict")
-        return self.frame[columns]
