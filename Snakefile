@@ -23,6 +23,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sem.smk"
 include: "workflow/rules/sedd.smk"
+include: "workflow/rules/vae.smk"
+include: "workflow/rules/dit.smk"
 include: "workflow/rules/toy.smk"
 
 

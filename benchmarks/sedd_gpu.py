@@ -29,9 +29,11 @@ def flops_per_sequence(model: SEDDTransformer, size) -> float:
     return 6 * weights * LENGTH + 12 * size.depth * LENGTH ** 2 * size.hidden
 
 
-def train_rate(batch: int, steps: int = 10) -> dict:
+def train_rate(batch: int, steps: int = 10, compile_model: bool = False) -> dict:
     size = SIZES["medium"]
+    torch.cuda.reset_peak_memory_stats()
     model = SEDDTransformer(VOCAB, LENGTH, size).cuda()
+    network = torch.compile(model) if compile_model else model
     process = AbsorbingDiffusion(VOCAB)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
     codes = torch.randint(0, VOCAB, (batch, LENGTH), device="cuda")
@@ -40,7 +42,7 @@ def train_rate(batch: int, steps: int = 10) -> dict:
         t = torch.rand(batch, device="cuda") * (1 - 1e-3) + 1e-3
         noisy = process.corrupt(codes, t)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            log_score = model(noisy, process.noise.total(t))
+            log_score = network(noisy, process.noise.total(t))
         loss = process.score_entropy(log_score, noisy, codes, t).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -59,7 +61,7 @@ def train_rate(batch: int, steps: int = 10) -> dict:
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     achieved = rate * flops_per_sequence(model, size)
-    return {"batch": batch, "step_s": seconds, "sequences_per_s": rate,
+    return {"batch": batch, "compile": compile_model, "step_s": seconds, "sequences_per_s": rate,
             "tflops": achieved / 1e12, "mfu": achieved / peak if peak else None,
             "max_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
 
@@ -81,7 +83,9 @@ def sample_step(batch: int = 256, steps: int = 8) -> dict:
 def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "train": [train_rate(b) for b in (32, 64)], "sample": sample_step()}
+              "train": [train_rate(64), train_rate(64, compile_model=True),
+                        train_rate(128, compile_model=True)],
+              "sample": sample_step()}
     text = json.dumps(result, indent=2)
     print(text)
     out = Path(os.environ.get("OUT", Path(__file__).parent / "results")) / "sedd_gpu.json"

@@ -42,6 +42,15 @@ def micro_params() -> dict:
     sedd = tiny["sedd"]
     sedd["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, checkpoint_every=2)
     sedd["sample"].update(samples=24, batch_size=10, steps=8)
+    vae = tiny["vae"]
+    vae.update(eval_images=16)
+    vae["model"].update(block_out_channels=[8, 16], norm_num_groups=8)
+    vae["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
+    vae["cache"].update(batch_size=32, shard_size=50)
+    dit = tiny["dit"]
+    dit["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
+    dit["sample"].update(samples=10, batch_size=4, steps=4)
+    tiny["judge"].update(width=8, epochs=1, batch_size=64, threads=1)
     return params
 
 

@@ -155,3 +155,99 @@ def test_respacing_keeps_alpha_bars_and_maps_timesteps():
     np.testing.assert_allclose(same.betas, process.betas)
     with pytest.raises(ValueError):
         process.respaced(0)
+
+
+def test_vlb_term_known_answer_with_the_true_mean():
+    """With the true epsilon, KL(q || p) is 0 at the posterior variance (v = -1) and
+    0.5 (r - 1 - log r) / ln 2 bits with r = beta_tilde / beta at v = +1."""
+    process = GaussianDiffusion.from_schedule("linear", 100, learn_sigma=True)
+    x0, noise = torch.randn(4, 2, 3, 3, dtype=torch.float64), torch.randn(4, 2, 3, 3,
+                                                                         dtype=torch.float64)
+    t = torch.tensor([1, 10, 50, 99])
+    xt = process.q_sample(x0, t, noise)
+    for v, expected in ((-1.0, np.zeros(4)), (1.0, None)):
+        output = torch.cat([noise, torch.full_like(noise, v)], dim=1)
+        if expected is None:
+            r = process.posterior_variance[t] / process.betas[t]
+            expected = 0.5 * (r - 1 - np.log(r)) / np.log(2)
+        np.testing.assert_allclose(process.vlb_terms(output, x0, xt, t).numpy(), expected,
+                                   atol=1e-9)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_step_matches_diffusers(eta):
+    from diffusers import DDIMScheduler
+
+    steps = 1000
+    process = GaussianDiffusion.from_schedule("linear", steps, learn_sigma=False)
+    scheduler = DDIMScheduler(num_train_timesteps=steps, trained_betas=process.betas,
+                              clip_sample=False, set_alpha_to_one=True,
+                              prediction_type="epsilon")
+    scheduler.set_timesteps(steps)
+    # diffusers keeps alpha-bar in float32: give it ours in float64 to compare the formulas
+    scheduler.alphas_cumprod = torch.from_numpy(process.alphas_cumprod)
+    generator = torch.Generator().manual_seed(0)
+    for i in (999, 500, 10, 1):
+        x, eps, noise = (torch.randn(3, 2, 4, 4, generator=generator, dtype=torch.float64)
+                         for _ in range(3))
+        t = torch.full((3,), i)
+        ours = process.ddim_step(eps, x, t, noise, eta=eta)
+        theirs = scheduler.step(eps, i, x, eta=eta, variance_noise=noise).prev_sample
+        torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-10)
+
+
+def test_ddim_eta_one_has_the_ddpm_posterior_variance_and_mean():
+    process = GaussianDiffusion.from_schedule("linear", 50, learn_sigma=False)
+    x, eps = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    t = torch.tensor([20, 20])
+    zero = torch.zeros_like(x)
+    mean = process.ddim_step(eps, x, t, zero, eta=1.0)
+    posterior_mean, variance, _ = process.q_posterior(process.predict_x0(x, t, eps), x, t)
+    torch.testing.assert_close(mean, posterior_mean)
+    spread = process.ddim_step(eps, x, t, torch.ones_like(x), eta=1.0) - mean
+    torch.testing.assert_close(spread ** 2, variance.expand_as(spread))
+
+
+def test_classifier_free_guidance_math_and_interval():
+    from dlc.diffusion.gaussian import classifier_free_guidance
+
+    calls = []
+
+    def model(x, t, codes):
+        calls.append(len(x))
+        eps = codes.float().mean(dim=1, keepdim=True).expand(-1, 2) + x
+        return torch.cat([eps, torch.full_like(x, 0.5) + codes[:, :2].float()], dim=1)
+
+    x = torch.randn(3, 2)
+    codes, null = torch.full((3, 4), 2), torch.full((3, 4), 9)
+    t = torch.full((3,), 100)
+    guided = classifier_free_guidance(model, 3.0, {"codes": null})
+    out = guided(x, t, codes=codes)
+    eps_c, eps_u = x + 2.0, x + 9.0
+    torch.testing.assert_close(out[:, :2], eps_u + 3.0 * (eps_c - eps_u))
+    torch.testing.assert_close(out[:, 2:], torch.full_like(x, 2.5))    # conditional variance
+    assert calls == [6]                                                # one doubled batch
+    unguided = classifier_free_guidance(model, 1.0, {"codes": null})(x, t, codes=codes)
+    torch.testing.assert_close(unguided[:, :2], eps_c)
+    assert not torch.allclose(unguided, out)                           # the scale matters
+    interval = classifier_free_guidance(model, 3.0, {"codes": null}, max_t=50)
+    torch.testing.assert_close(interval(x, t, codes=codes)[:, :2], eps_c)   # t > max_t
+    torch.testing.assert_close(interval(x, torch.full((3,), 50), codes=codes), out)
+
+
+def test_sample_loop_samplers_are_seeded_and_ddim_with_an_exact_point_mass_lands_on_it():
+    process = GaussianDiffusion.from_schedule("linear", 1000, learn_sigma=False).respaced(20)
+    target = torch.tensor([0.3, -0.7])
+
+    alphas_cumprod = torch.as_tensor(GaussianDiffusion.from_schedule("linear", 1000)
+                                     .alphas_cumprod)
+
+    def exact(x, t):  # data = a point mass at mu: eps = (x - sqrt(abar) mu) / sqrt(1 - abar)
+        abar = alphas_cumprod[t].view(-1, 1).float()
+        return (x - abar.sqrt() * target) / (1 - abar).sqrt()
+
+    x = process.sample_loop(exact, (5, 2), "ddim", generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x, target.expand(5, 2), atol=1e-4, rtol=0)
+    a, b = (process.sample_loop(exact, (5, 2), "ddpm", generator=torch.Generator().manual_seed(1))
+            for _ in range(2))
+    assert torch.equal(a, b)

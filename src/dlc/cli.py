@@ -74,6 +74,51 @@ def _sample_codes(args, cfg: config.Config) -> None:
                         preset.sem.vocab, args.report, args.figure)
 
 
+def _train_vae(args, cfg: config.Config) -> None:
+    from dlc.stages import train_vae
+
+    vae = cfg.active.vae
+    if vae.source == "train":
+        train_vae.train(vae, args.images, args.out)
+    train_vae.evaluate(vae, args.images, args.out)
+
+
+def _cache_latents(args, cfg: config.Config) -> None:
+    from dlc.stages import cache_latents
+
+    cache_latents.run(cfg.active.vae, args.images, args.vae, args.out)
+
+
+def _train_dit(args, cfg: config.Config) -> None:
+    from dlc.stages import train_dit
+
+    preset = cfg.active
+    train_dit.train(preset.dit, preset.vae, args.latents, args.codes, args.vae,
+                    preset.sem.length, preset.sem.vocab, args.out, args.condition)
+
+
+def _sample_dit(args, cfg: config.Config) -> None:
+    from dlc.stages import sample_dit
+
+    preset = cfg.active
+    codes = Path(args.codes)
+    if not any(codes.glob("part-*.parquet")):  # the extract-codes root: take the sample split
+        codes = codes / preset.dit.sample.split
+    sample_dit.generate(preset.dit, preset.vae, args.model, codes, args.vae,
+                        preset.sem.length, preset.sem.vocab, args.out, args.images,
+                        args.task, args.tasks, args.judge)
+
+
+def _train_judge(args, cfg: config.Config) -> None:
+    from dlc.stages import train_judge
+
+    preset = cfg.active
+    if preset.judge is None:
+        train_judge.write_none(args.out, f"presets.{cfg.preset}.judge is null")
+    else:
+        train_judge.train(preset.judge, args.images, preset.vae.resolution, args.out)
+
+
 def _schema(args, cfg: config.Config | None) -> None:
     text = config.json_schema_text()
     if args.check:
@@ -173,6 +218,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, help="JSON comparison with the real codes")
     p.add_argument("--figure", required=True,
                    help="PNG of per-position token frequencies, real vs generated")
+
+    p = stage("train-vae", _train_vae,
+              "the image autoencoder: train a small AutoencoderKL (vae.source: train; resumes "
+              "from <out>/checkpoints) or use the pretrained folder (vae.pretrained); both "
+              "measure held-out reconstruction PSNR")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--out", required=True,
+                   help="VAE folder: vae.json, vae_recon.png (and model/, loss.csv, loss.png "
+                        "when trained)")
+
+    p = stage("cache-latents", _cache_latents,
+              "encode every split of vae.cache.splits into <out>/<split>/ latent shards "
+              "(resumes shard by shard; manifest.json written last)")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (holds vae.json)")
+    p.add_argument("--out", required=True, help="latents folder, one sub-folder per split")
+
+    p = stage("train-dit", _train_dit,
+              "train a DiT on (VAE latent, code) pairs of dit.train_split (dit.* params; "
+              "resumes from <out>/checkpoints)")
+    p.add_argument("--latents", required=True, help="latents folder of cache-latents")
+    p.add_argument("--codes", required=True, help="codes folder of extract-codes")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--condition", default="code", choices=["code", "none"],
+                   help="code: the DLC-conditioned DiT; none: the unconditional baseline "
+                        "with the same network (default: %(default)s)")
+    p.add_argument("--out", required=True,
+                   help="run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, "
+                        "samples.png")
+
+    p = stage("sample-dit", _sample_dit,
+              "decode the first dit.sample.samples codes of a codes folder into images "
+              "(resumes batch by batch; samples.npz assembled once every batch exists)")
+    p.add_argument("--model", required=True, help="run folder of train-dit")
+    p.add_argument("--codes", required=True,
+                   help="codes folder (part-*.parquet) to decode, or the extract-codes folder "
+                        "(then its dit.sample.split sub-folder)")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--out", required=True,
+                   help="folder: samples.npz, images/, samples.json, grid.png, shards/")
+    p.add_argument("--images", help="images table, for a grid of the codes' source images")
+    p.add_argument("--judge", help="train-judge folder: score the attributes of the samples "
+                                   "against their codes' source attributes")
+    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
+    p.add_argument("--tasks", type=int, default=1,
+                   help="number of tasks n; task k samples batches b with b mod n = k")
+
+    p = stage("train-judge", _train_judge,
+              "train the attribute classifier (judge.* params) that scores generated images "
+              "of datasets with attribute columns (judge: null writes a judge.json that says "
+              "there is none)")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--out", required=True, help="folder: judge.safetensors, judge.json")
 
     p = stage("schema", _schema, "write (or --check) the JSON schema of params.yaml",
               needs_params=False)

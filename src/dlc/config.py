@@ -302,6 +302,7 @@ class SEDDTrainConfig:
     ema_decay: float = _doc("EMA decay of the sampling weights (paper: 0.9999)", minimum=0,
                             maximum=1)
     precision: Literal["fp32", "bf16"] = _doc("autocast dtype on GPU (CPU always runs fp32)")
+    compile: bool = _doc("torch.compile the score network (GPU runs; 1.8x on an H200)")
     seed: int = _doc("seed of init, batch order and noise", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
@@ -338,6 +339,147 @@ class SEDDConfig:
     sample: SEDDSampleConfig = _doc("code generation")
 
 
+# --------------------------------------------------------------------------------------------
+# VAE and the latent cache
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VAEModelConfig:
+    block_out_channels: list[int] = _doc("channels of each encoder/decoder block; n blocks "
+                                         "downsample 2^(n-1) times", minimum=1)
+    layers_per_block: int = _doc("ResNet layers per encoder block (decoder: one more)",
+                                 minimum=1)
+    latent_channels: int = _doc("latent channels (SD: 4)", minimum=1)
+    norm_num_groups: int = _doc("GroupNorm groups (divides every block width)", minimum=1)
+    mid_block_attention: bool = _doc("self-attention in the middle block (SD: true)")
+
+    def check(self, where: str) -> None:
+        bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
+        if not self.block_out_channels or bad:
+            raise ConfigError(f"{where}.block_out_channels: every width must be a multiple of "
+                              f"norm_num_groups={self.norm_num_groups} (got {bad or 'none'})")
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    steps: int = _doc("optimiser steps", minimum=1)
+    batch_size: int = _doc("images per step", minimum=1)
+    lr: float = _doc("AdamW learning rate (warm-up, then cosine to 0)", **_positive())
+    warmup_steps: int = _doc("linear lr warm-up", minimum=0)
+    kl_weight: float = _doc("weight of KL(q(z|x) || N(0, I)) per latent element", minimum=0)
+    reconstruction: Literal["l1", "mse"] = _doc("pixel reconstruction loss")
+    seed: int = _doc("seed of init, batch order and posterior noise", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+    checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+
+
+@dataclass(frozen=True)
+class LatentCacheConfig:
+    splits: list[str] = _doc("splits of the images table to cache")
+    posterior: Literal["sample", "mean"] = _doc("store a posterior sample (fast-DiT) or its "
+                                                "mean, times the scaling factor")
+    both_flips: bool = _doc("store both horizontal flips of every image (two rows each) "
+                            "instead of one flip drawn once per image")
+    seed: int = _doc("seed of the per-image flips and the posterior noise", minimum=0)
+    batch_size: int = _doc("images per VAE forward", minimum=1)
+    shard_size: int = _doc("latents per shard file (shard-00000.npy, ...)", minimum=1)
+    workers: int = _doc("image-decoding worker processes (0: in the caching process)",
+                        minimum=0)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    source: Literal["train", "pretrained"] = _doc(
+        "train: a small AutoencoderKL on the preset's images (tiny); pretrained: a diffusers "
+        "folder (imagenet: sd-vae-ft-ema)")
+    pretrained: str | None = _doc("local diffusers folder of the pretrained VAE (or a hub id "
+                                  "when online)")
+    resolution: int = _doc("side of the ADM centre crop fed to the VAE (paper: 256)",
+                           minimum=8)
+    eval_split: str = _doc("held-out split for the reconstruction PSNR and grid")
+    eval_images: int = _doc("held-out images for the reconstruction PSNR", minimum=1)
+    model: VAEModelConfig | None = _doc("architecture when source is train")
+    train: VAETrainConfig | None = _doc("optimisation when source is train")
+    cache: LatentCacheConfig = _doc("the latent cache the DiT trains on")
+
+    def check(self, where: str) -> None:
+        if self.source == "pretrained" and not self.pretrained:
+            raise ConfigError(f"{where}.pretrained: required when {where}.source is pretrained")
+        if self.source == "train" and (self.model is None or self.train is None):
+            raise ConfigError(f"{where}.model and {where}.train: required when {where}.source "
+                              f"is train")
+
+
+# --------------------------------------------------------------------------------------------
+# DiT conditioned on codes: p(x | c)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GaussianProcessConfig:
+    steps: int = _doc("diffusion steps T (paper: 1000)", minimum=2)
+    schedule: Literal["linear", "cosine"] = _doc("beta schedule (DiT: linear)")
+    learn_sigma: bool = _doc("learned-range variance with the VLB term (DiT: true)")
+    vlb_weight: float = _doc("lambda of L_simple + lambda * T * L_t (DiT: 0.001)", minimum=0)
+
+
+@dataclass(frozen=True)
+class DiTTrainConfig:
+    steps: int = _doc("optimiser steps (paper: 800 epochs of ImageNet at batch 256)", minimum=1)
+    batch_size: int = _doc("(latent, code) pairs per step over all processes (paper: 256)",
+                           minimum=1)
+    lr: float = _doc("AdamW lr, constant (paper: 1e-4)", **_positive())
+    warmup_steps: int = _doc("linear lr warm-up (paper: 0)", minimum=0)
+    ema_decay: float = _doc("EMA decay (paper: 0.9999), warmed up over the first steps",
+                            minimum=0, maximum=1)
+    precision: Literal["fp32", "bf16"] = _doc("autocast dtype on GPU (CPU always runs fp32)")
+    compile: bool = _doc("torch.compile the model (GPU runs)")
+    grad_checkpointing: bool = _doc("recompute block activations in backward (saves memory)")
+    seed: int = _doc("seed of init, batch order, noise and null-code dropout", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+    checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+    sample_every: int = _doc("steps between sample grids from fixed codes (0: only at the end)",
+                             minimum=0)
+
+
+@dataclass(frozen=True)
+class DiTSampleConfig:
+    split: str = _doc("codes split whose codes are decoded into images")
+    samples: int = _doc("images to generate (the first codes of the split)", minimum=1)
+    batch_size: int = _doc("codes per sampler batch (one shard each)", minimum=1)
+    steps: int = _doc("respaced sampling steps (paper: 250)", minimum=1)
+    sampler: Literal["ddpm", "ddim"] = _doc("ancestral (paper) or DDIM (eta = 0)")
+    cfg_scale: float = _doc("classifier-free guidance scale s: eps_u + s (eps_c - eps_u); "
+                            "1 = no guidance (paper: 1.0 / 1.7)", minimum=0)
+    cfg_max_t: int | None = _doc("guide only at t <= this original-scale step (guidance "
+                                 "interval); null: every step", minimum=0)
+    seed: int = _doc("seed of the sampler (batch b uses (seed, b))", minimum=0)
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    size: Literal["tiny", "S", "B", "L", "XL"] = _doc("DiT size (paper: XL)")
+    patch: Literal[1, 2, 4, 8] = _doc("patch side on the latent grid (paper: 2)")
+    null_code_prob: float = _doc("probability that a training sample's whole code becomes the "
+                                 "null code (paper: 0.1)", minimum=0, maximum=1)
+    train_split: str = _doc("split whose (latent, code) pairs it trains on")
+    diffusion: GaussianProcessConfig = _doc("Gaussian diffusion process")
+    train: DiTTrainConfig = _doc("optimisation")
+    sample: DiTSampleConfig = _doc("decoding codes into images")
+
+
+# --------------------------------------------------------------------------------------------
+# The attribute judge of the built-in data
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JudgeConfig:
+    attributes: list[str] = _doc("columns of the images table it predicts, one head each")
+    width: int = _doc("channels of the first conv block (then x2, x4, x4, x8)", minimum=1)
+    epochs: int = _doc("passes over the train split", minimum=1)
+    batch_size: int = _doc("images per step", minimum=1)
+    lr: float = _doc("AdamW peak lr (one-cycle cosine)", **_positive())
+    eval_split: str = _doc("held-out split its accuracy is reported on")
+    seed: int = _doc("seed of init, batch order and flips", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+
+
 @dataclass(frozen=True)
 class PresetConfig:
     """Everything a preset makes lives in results/<preset>/."""
@@ -346,6 +488,10 @@ class PresetConfig:
     sem: SEMConfig = _doc("SEM encoder and code extraction")
     probe: ProbeConfig = _doc("linear probe on codes and on backbone features")
     sedd: SEDDConfig = _doc("SEDD-absorb over the codes")
+    vae: VAEConfig = _doc("image autoencoder and the latent cache")
+    dit: DiTConfig = _doc("DiT conditioned on codes")
+    judge: JudgeConfig | None = _doc("attribute classifier scoring generated images (datasets "
+                                     "with attribute columns; null: none)")
 
     def check(self, where: str) -> None:
         for split in (self.probe.train_split, self.probe.test_split):
@@ -356,6 +502,14 @@ class PresetConfig:
             if split not in self.sem.extract.splits:
                 raise ConfigError(f"{where}.sedd: split {split!r} is not in "
                                   f"{where}.sem.extract.splits {self.sem.extract.splits}")
+        # The DiT trains on (latent, code) pairs and decodes codes of its sample split.
+        for split, section, splits in (
+                (self.dit.train_split, "sem.extract", self.sem.extract.splits),
+                (self.dit.train_split, "vae.cache", self.vae.cache.splits),
+                (self.dit.sample.split, "sem.extract", self.sem.extract.splits)):
+            if split not in splits:
+                raise ConfigError(f"{where}.dit: split {split!r} is not in "
+                                  f"{where}.{section}.splits {splits}")
 
 
 @dataclass(frozen=True)

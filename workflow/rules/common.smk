@@ -16,6 +16,13 @@ SEM = config["presets"][PRESET]["sem"]
 PROBE = config["presets"][PRESET]["probe"]
 SEDD_DIR = f"{RESULTS}/sedd"
 SEDD = config["presets"][PRESET]["sedd"]
+VAE_DIR = f"{RESULTS}/vae"
+VAE = config["presets"][PRESET]["vae"]
+LATENTS = f"{RESULTS}/latents"
+DIT_DIR = f"{RESULTS}/dit"
+DIT = config["presets"][PRESET]["dit"]
+JUDGE_DIR = f"{RESULTS}/judge"
+JUDGE = config["presets"][PRESET]["judge"]
 TOY = "results/toy"
 LOGS = "results/logs"
 ENV = "../../envs/dlc.yaml"
@@ -51,4 +58,6 @@ def default_targets():
         f"{RESULTS}/probe.json",
         f"{SEDD_DIR}/samples.json",
         *[f"{CODES}/{split}/manifest.json" for split in SEM["extract"]["splits"]],
+        f"{VAE_DIR}/vae.json",
+        f"{DIT_DIR}/decoded/samples.json",
     ]

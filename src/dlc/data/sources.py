@@ -8,13 +8,17 @@ count such images (`images.collate_skipping`), they never crash mid-run on one b
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from dlc.data.images import READ_ERRORS, adm_center_crop, load_image
 from dlc.io import read_parquet
+
+log = logging.getLogger(__name__)
 
 
 class ImageTable:
@@ -58,3 +62,42 @@ class ImageTable:
             return load_image(self._paths[i], size)
         image = self.raw(i)
         return np.asarray(image if image.size == (size, size) else adm_center_crop(image, size))
+
+    def centred_stack(self, size: int,
+                      limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(all (or the first `limit`) images centre-cropped as (N, size, size, 3) uint8, their
+        rows); unreadable images are skipped and logged by name. For small datasets."""
+        images, rows = [], []
+        for row in range(len(self) if limit is None else min(limit, len(self))):
+            try:
+                images.append(self.centred(row, size))
+                rows.append(row)
+            except ValueError as error:
+                log.warning("skipped: %s", error)
+        if not images:
+            raise ValueError(f"{self.path}: no readable image in split {self.split!r}")
+        return np.stack(images), np.array(rows)
+
+
+class CentredImages(torch.utils.data.Dataset):
+    """Item i -> (transform(image), i, image_id): the image of table row rows[i], ADM centre
+    crop of side `size` ((size, size, 3) uint8 when no transform), mirrored when flips[i];
+    (None, reason, image_id) when it cannot be read (`images.collate_skipping` counts those)."""
+
+    def __init__(self, table: ImageTable, rows, size: int, transform=None, flips=None):
+        self.table, self.rows, self.size = table, rows, size
+        self.transform, self.flips = transform, flips
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        try:
+            image = self.table.centred(row, self.size)
+        except ValueError as error:
+            return None, str(error), self.table.image_id(row)
+        if self.flips is not None and self.flips[i]:
+            image = np.ascontiguousarray(image[:, ::-1])
+        return (image if self.transform is None else self.transform(image)), i, \
+            self.table.image_id(row)

@@ -99,6 +99,12 @@ class GaussianDiffusion:
                                        / (1.0 - self.alphas_cumprod))
         self.posterior_mean_coef_xt = ((1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas)
                                        / (1.0 - self.alphas_cumprod))
+        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
+        self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1.0)
+        self.log_betas = np.log(self.betas)
+        self._device_tables: dict = {}
 
     @classmethod
     def from_schedule(cls, schedule: str, steps: int, **kwargs) -> GaussianDiffusion:
@@ -116,18 +122,24 @@ class GaussianDiffusion:
                                  timestep_map=self.timestep_map[keep])
 
     # -- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    def _gather(array: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        values = torch.as_tensor(array, device=t.device)[t].to(like.dtype)
+    def _table(self, array: np.ndarray, device: torch.device) -> torch.Tensor:
+        """A schedule array on `device`, copied there once (not on every step of a GPU run)."""
+        key = (id(array), device)
+        if key not in self._device_tables:
+            self._device_tables[key] = torch.as_tensor(array, device=device)
+        return self._device_tables[key]
+
+    def _gather(self, array: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        values = self._table(array, t.device)[t].to(like.dtype)
         return values.view(-1, *([1] * (like.ndim - 1)))
 
     def _model_t(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(self.timestep_map, device=t.device)[t]
+        return self._table(self.timestep_map, t.device)[t]
 
     # -- forward process ----------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return (self._gather(np.sqrt(self.alphas_cumprod), t, x0) * x0
-                + self._gather(np.sqrt(1.0 - self.alphas_cumprod), t, x0) * noise)
+        return (self._gather(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self._gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def q_posterior(self, x0, xt, t):
         mean = (self._gather(self.posterior_mean_coef_x0, t, xt) * x0
@@ -136,8 +148,8 @@ class GaussianDiffusion:
                 self._gather(self.posterior_log_variance_clipped, t, xt))
 
     def predict_x0(self, xt, t, eps):
-        return (self._gather(np.sqrt(1.0 / self.alphas_cumprod), t, xt) * xt
-                - self._gather(np.sqrt(1.0 / self.alphas_cumprod - 1.0), t, xt) * eps)
+        return (self._gather(self.sqrt_recip_alphas_cumprod, t, xt) * xt
+                - self._gather(self.sqrt_recipm1_alphas_cumprod, t, xt) * eps)
 
     # -- reverse process ----------------------------------------------------------------------
     def split_output(self, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
@@ -145,7 +157,7 @@ class GaussianDiffusion:
         if self.learn_sigma:
             eps, v = output.chunk(2, dim=1)
             min_log = self._gather(self.posterior_log_variance_clipped, t, xt)
-            max_log = self._gather(np.log(self.betas), t, xt)
+            max_log = self._gather(self.log_betas, t, xt)
             frac = (v + 1) / 2
             return eps, frac * max_log + (1 - frac) * min_log
         return output, self._gather(self.fixed_log_variance, t, xt)
@@ -194,12 +206,43 @@ class GaussianDiffusion:
             terms["loss"] = terms["mse"]
         return terms
 
+    def predict_eps(self, xt, t, x0):
+        """The epsilon that x_t and x_0 imply (DDIM re-derives it after x_0 is clipped)."""
+        return ((self._gather(self.sqrt_recip_alphas_cumprod, t, xt) * xt - x0)
+                / self._gather(self.sqrt_recipm1_alphas_cumprod, t, xt))
+
+    def p_step(self, output, xt, t, noise, clip_x0: float | None = None) -> torch.Tensor:
+        """One ancestral step x_t -> x_{t-1} ~ p(x_{t-1} | x_t) (the mean alone at t = 0)."""
+        mean, log_var, _ = self.p_mean_variance(output, xt, t, clip_x0=clip_x0)
+        nonzero = (t != 0).to(xt.dtype).view(-1, *([1] * (xt.ndim - 1)))
+        return mean + nonzero * torch.exp(0.5 * log_var) * noise
+
+    def ddim_step(self, output, xt, t, noise, eta: float = 0.0,
+                  clip_x0: float | None = None) -> torch.Tensor:
+        """DDIM (Song et al. 2021, eq. 12): x_{t-1} = sqrt(abar_prev) x0 + sqrt(1 - abar_prev -
+        sigma^2) eps + sigma z, sigma = eta sqrt((1 - abar_prev) / (1 - abar) (1 - abar /
+        abar_prev)); eta = 0 is deterministic, eta = 1 has DDPM's posterior variance."""
+        eps, _ = self.split_output(output, xt, t)
+        x0 = self.predict_x0(xt, t, eps)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = self.predict_eps(xt, t, x0)
+        abar = self._gather(self.alphas_cumprod, t, xt)
+        abar_prev = self._gather(self.alphas_cumprod_prev, t, xt)
+        sigma = eta * torch.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
+        mean = torch.sqrt(abar_prev) * x0 + torch.sqrt(1 - abar_prev - sigma ** 2) * eps
+        nonzero = (t != 0).to(xt.dtype).view(-1, *([1] * (xt.ndim - 1)))
+        return mean + nonzero * sigma * noise
+
     @torch.no_grad()
-    def p_sample_loop(self, model: Model, shape: tuple[int, ...],
-                      generator: torch.Generator | None = None, clip_x0: float | None = None,
-                      device: torch.device | str = "cpu", progress: bool = False,
-                      **model_kwargs) -> torch.Tensor:
-        """Ancestral sampling x_T ~ N(0, I) -> x_0 over this (possibly respaced) process."""
+    def sample_loop(self, model: Model, shape: tuple[int, ...], sampler: str = "ddpm",
+                    eta: float = 0.0, generator: torch.Generator | None = None,
+                    clip_x0: float | None = None, device: torch.device | str = "cpu",
+                    progress: bool = False, **model_kwargs) -> torch.Tensor:
+        """x_T ~ N(0, I) -> x_0 over this (possibly respaced) process, by ancestral sampling
+        ("ddpm") or DDIM ("ddim", stochasticity eta). All noise comes from `generator`."""
+        if sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"sampler must be ddpm or ddim, got {sampler!r}")
         x = torch.randn(shape, generator=generator, device=device)
         steps = range(self.num_timesteps - 1, -1, -1)
         if progress:
@@ -208,10 +251,33 @@ class GaussianDiffusion:
         for i in steps:
             t = torch.full((shape[0],), i, device=device, dtype=torch.long)
             output = model(x, self._model_t(t), **model_kwargs)
-            mean, log_var, _ = self.p_mean_variance(output, x, t, clip_x0=clip_x0)
-            if i > 0:
-                noise = torch.randn(shape, generator=generator, device=device)
-                x = mean + torch.exp(0.5 * log_var) * noise
-            else:
-                x = mean
+            noise = (torch.randn(shape, generator=generator, device=device) if i > 0
+                     else torch.zeros(shape, device=device))
+            x = (self.p_step(output, x, t, noise, clip_x0) if sampler == "ddpm"
+                 else self.ddim_step(output, x, t, noise, eta, clip_x0))
         return x
+
+    def p_sample_loop(self, model: Model, shape: tuple[int, ...], **kwargs) -> torch.Tensor:
+        """Ancestral sampling x_T ~ N(0, I) -> x_0 (see sample_loop)."""
+        return self.sample_loop(model, shape, "ddpm", **kwargs)
+
+
+def classifier_free_guidance(model: Model, scale: float, null_kwargs: dict,
+                             max_t: int | None = None) -> Model:
+    """A model whose epsilon is eps_u + scale (eps_c - eps_u) on every channel, eps_u from the
+    same network given `null_kwargs` (the null code). The learned variance is the conditional
+    one. With max_t, guidance is applied only at (original-scale) steps t <= max_t (guidance
+    interval); elsewhere, and when scale is 1, one conditional pass is all that runs. The
+    samplers give every image of a batch the same t, so t[0] decides for the batch."""
+    def guided(x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
+        if scale == 1.0 or (max_t is not None and int(t[0]) > max_t):
+            return model(x, t, **kwargs)
+        both = {key: torch.cat([kwargs[key], null_kwargs[key]]) for key in null_kwargs}
+        conditional, unconditional = model(torch.cat([x, x]), torch.cat([t, t]),
+                                           **both).chunk(2)
+        channels = x.shape[1]
+        eps_c, rest = conditional[:, :channels], conditional[:, channels:]
+        eps_u = unconditional[:, :channels]
+        return torch.cat([eps_u + scale * (eps_c - eps_u), rest], dim=1)
+
+    return guided

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlc.models.embeddings import TimestepEmbedder
+from dlc.models.embeddings import TimestepEmbedder, modulate
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     even, odd = x[..., 0::2], x[..., 1::2]
     rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)
     return rotated.flatten(-2).type_as(x)
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale[:, None]) + shift[:, None]
 
 
 class Block(nn.Module):

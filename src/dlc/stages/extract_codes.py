@@ -21,40 +21,32 @@ from dlc.config import SEMConfig
 from dlc.data import codes as codes_io
 from dlc.data.images import collate_skipping
 from dlc.data.multicrop import normalize
-from dlc.data.sources import ImageTable
+from dlc.data.sources import CentredImages, ImageTable
 from dlc.stages.train_sem import load_encoder
 
 log = logging.getLogger(__name__)
 
 
-class CentredImages(torch.utils.data.Dataset):
-    """Row i -> (normalised (3, S, S) image, row, image_id) or (None, reason, image_id)."""
+class NormalizedTensor:
+    """(S, S, 3) uint8 -> normalised (3, S, S) float tensor (a class: DataLoader workers pickle
+    it)."""
 
-    def __init__(self, table: ImageTable, rows: range, size: int):
-        self.table, self.rows, self.size = table, rows, size
+    def __init__(self):
         self.normalize = normalize()
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        row = self.rows[i]
-        try:
-            image = self.table.centred(row, self.size)
-        except ValueError as error:
-            return None, str(error), self.table.image_id(row)
-        tensor = self.normalize(torch.from_numpy(image.copy()).permute(2, 0, 1))
-        return tensor, row, self.table.image_id(row)
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.normalize(torch.from_numpy(image.copy()).permute(2, 0, 1))
 
 
 def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device,
                  want_features: bool):
-    loader = torch.utils.data.DataLoader(
-        CentredImages(table, rows, cfg.backbone.img_size), batch_size=cfg.extract.batch_size,
-        num_workers=cfg.train.workers, collate_fn=collate_skipping)
+    dataset = CentredImages(table, rows, cfg.backbone.img_size, NormalizedTensor())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.extract.batch_size,
+                                         num_workers=cfg.train.workers,
+                                         collate_fn=collate_skipping)
     kept, codes, features, skipped = [], [], [], []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for images, batch_rows, _, bad in loader:
+    for images, positions, _, bad in loader:
         skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
         if images is None:
             continue
@@ -66,7 +58,7 @@ def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device
             else:
                 batch_codes = encoder.codes(batch)
             codes.append(batch_codes.cpu())
-        kept.extend(batch_rows.tolist())
+        kept.extend(rows[i] for i in positions.tolist())
     dtype = codes_io.numpy_dtype(cfg.vocab)
     code_matrix = (torch.cat(codes).numpy() if codes
                    else np.zeros((0, cfg.length), dtype))

@@ -65,6 +65,8 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
     student: nn.Module = model
     if procs.world > 1:
         student = nn.parallel.DistributedDataParallel(model)
+    if t.compile and procs.device.type == "cuda":
+        student = torch.compile(student)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                   weight_decay=0.0, fused=procs.device.type == "cuda")
     history: list[dict] = []

@@ -62,14 +62,16 @@ def load_weights(module: torch.nn.Module, path: str | Path,
     return module.eval()
 
 
-def save(directory: str | Path, step: int, model: torch.nn.Module, ema: torch.nn.Module,
-         state: dict[str, Any], params_sha256: str, keep: int = 2) -> Path:
+def save(directory: str | Path, step: int, model: torch.nn.Module,
+         ema: torch.nn.Module | None, state: dict[str, Any], params_sha256: str,
+         keep: int = 2) -> Path:
     """Write step folder, then point `latest` at it, then drop all but the newest `keep`."""
     directory = Path(directory)
     folder = directory / f"step-{step:08d}"
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(folder / "model.safetensors", model)
-    save_weights(folder / "ema.safetensors", ema)
+    if ema is not None:
+        save_weights(folder / "ema.safetensors", ema)
     with atomic_path(folder / "state.pt") as tmp:
         torch.save({**state, "step": step, "rng": rng_state()}, tmp)
     write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256})
@@ -79,7 +81,7 @@ def save(directory: str | Path, step: int, model: torch.nn.Module, ema: torch.nn
     return folder
 
 
-def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module,
+def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,
                 params_sha256: str) -> dict[str, Any] | None:
     """Restore the newest checkpoint made with the same params; None if there is none."""
     pointer = Path(directory) / "latest"
@@ -91,7 +93,8 @@ def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Mod
         log.warning("%s was made with other params: starting over", folder)
         return None
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
+    if ema is not None:
+        ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
     state = torch.load(folder / "state.pt", weights_only=False)
     set_rng_state(state.pop("rng"))
     log.info("resumed from %s (step %d)", folder, state["step"])

@@ -1,0 +1,230 @@
+"""Stage `train-dit`: learn p(x | c), images given their Discrete Latent Code, with a DiT on
+cached VAE latents.
+
+Per step: a batch of (latent, code) pairs (data/latents.py joins the latent cache and the codes
+table on image_id), each whole code replaced by the null code with probability null_code_prob
+(classifier-free guidance learns the unconditional model in the same network), t ~ U{0..T-1},
+loss = improved DDPM's L_simple + lambda T L_t (diffusion/gaussian.py). AdamW (fused on CUDA,
+foreach on CPU) at a constant lr after an optional warm-up, EMA weights for sampling, bf16
+autocast on GPU around the network only (the loss stays in float32), optional torch.compile,
+DDP from the environment. Batches are addressed by step, so a resumed run is bit-exact.
+Outputs in the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png,
+samples.png (fixed training codes decoded, beside their images), checkpoints/.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dlc import io as dio
+from dlc.config import DiTConfig, VAEConfig, to_dict
+from dlc.data.codes import read_codes
+from dlc.data.latents import LatentCache, LatentCodePairs
+from dlc.diffusion.gaussian import GaussianDiffusion, classifier_free_guidance
+from dlc.models.dit import SIZES, DiT
+from dlc.models.vae import decode, load_vae
+from dlc.stages.train_vae import REPORT, vae_location
+from dlc.train import checkpoint, distributed
+from dlc.train.batches import EpochOrder, StepBatches
+from dlc.train.ema import make_ema, update_ema, warmed_up_decay
+from dlc.train.schedules import lr_factor
+from dlc.viz import image_grid, pyplot, save_figure, save_image
+
+log = logging.getLogger(__name__)
+GRID_CODES = 16   # fixed training codes decoded into the progress grids
+
+
+def build_model(cfg: DiTConfig, latent_shape, length: int, vocab: int,
+                condition: str = "code") -> DiT:
+    channels, side, _ = latent_shape
+    return DiT(SIZES[cfg.size], side, channels, cfg.patch, cfg.diffusion.learn_sigma,
+               condition=condition, code_length=length, code_vocab=vocab)
+
+
+def null_code_dropout(codes: torch.Tensor, probability: float, null_token: int,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each row's whole code becomes the null code with `probability` (CFG training)."""
+    dropped = torch.rand(len(codes), generator=generator, device=codes.device) < probability
+    return torch.where(dropped[:, None], null_token, codes)
+
+
+def build_process(cfg: DiTConfig) -> GaussianDiffusion:
+    """DiT's process: the discretised decoder likelihood at t = 0, as its reference code."""
+    d = cfg.diffusion
+    return GaussianDiffusion.from_schedule(d.schedule, d.steps, learn_sigma=d.learn_sigma,
+                                           vlb_weight=d.vlb_weight, decoder="discretized")
+
+
+def load_model(cfg: DiTConfig, run: str | Path) -> tuple[DiT, dict]:
+    """(EMA model, meta) of a trained run; fails naming the file if it does not fit cfg."""
+    run = Path(run)
+    meta = dio.read_json(run / "meta.json")
+    model = build_model(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"])
+    return checkpoint.load_weights(model, run / "model.safetensors", "the dit params"), meta
+
+
+def sample_latents(cfg: DiTConfig, model: DiT, process: GaussianDiffusion,
+                   condition: dict, null: dict, shape, generator: torch.Generator,
+                   device: torch.device, autocast) -> torch.Tensor:
+    """Latents for one batch of conditions: respaced ancestral/DDIM sampling with CFG."""
+    s = cfg.sample
+
+    def network(x, t, **kwargs):
+        with autocast:
+            return model(x, t, **kwargs).float()
+
+    guided = classifier_free_guidance(network, s.cfg_scale, null, s.cfg_max_t)
+    return process.respaced(s.steps).sample_loop(guided, shape, s.sampler,
+                                                 generator=generator, device=device,
+                                                 **condition)
+
+
+def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir: str | Path,
+          vae_dir: str | Path, length: int, vocab: int, out_dir: str | Path,
+          condition: str = "code") -> Path:
+    """Train on the (latent, code) pairs of dit.train_split; resumes exactly from
+    out_dir/checkpoints when the same params and data made them."""
+    out_dir = Path(out_dir)
+    procs = distributed.setup()
+    t = cfg.train
+    torch.set_num_threads(t.threads)
+    vae_report = dio.read_json(Path(vae_dir) / REPORT)
+    cache = LatentCache(Path(latents_dir) / cfg.train_split)
+    cache.check({"vae_sha256": vae_report["vae_sha256"],
+                 "scaling_factor": vae_report["scaling_factor"]})
+    codes = read_codes(Path(codes_dir) / cfg.train_split, length, vocab)
+    pairs = LatentCodePairs(cache, codes)
+    # What a checkpoint must share with this run to be resumed (not the code revision).
+    latents_made_by = {key: cache.metadata.get(key) for key in (
+        "vae_sha256", "scaling_factor", "images_sha256", "posterior", "both_flips", "seed")}
+    params_sha = dio.sha256_json({"dit": to_dict(cfg), "L": length, "V": vocab,
+                                  "condition": condition, "pairs": len(pairs),
+                                  "latents": latents_made_by, "codes": codes.metadata})
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg, cache.shape, length, vocab, condition).to(procs.device)
+    model.grad_checkpointing = t.grad_checkpointing
+    ema = make_ema(model)
+    process = build_process(cfg)
+    network: nn.Module = model
+    if procs.world > 1:
+        network = nn.parallel.DistributedDataParallel(model)
+    if t.compile and procs.device.type == "cuda":
+        network = torch.compile(network)
+    cuda = procs.device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.0,
+                                  fused=cuda, foreach=not cuda)
+    history: list[dict] = []
+    start = 0
+    state = checkpoint.load_latest(out_dir / "checkpoints", model, ema, params_sha)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["step"]
+
+    order = EpochOrder(len(pairs), t.seed)
+    batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if cuda and t.precision == "bf16" else nullcontext())
+
+    def network_fp32(x, timesteps, **kwargs):
+        with autocast:
+            return network(x, timesteps, **kwargs).float()
+
+    log_every = max(1, t.steps // 200)
+    window_start, window_images = time.perf_counter(), 0
+    progress = tqdm(batches, desc="train-dit", initial=start, total=t.steps, mininterval=5,
+                    disable=not procs.main)
+    for step, numbers in enumerate(progress, start=start):
+        latents, batch_codes = pairs.batch([order(k) for k in numbers])
+        latents = latents.to(procs.device, non_blocking=True)
+        batch_codes = batch_codes.to(procs.device, non_blocking=True)
+        kwargs = {}
+        if condition == "code":
+            kwargs["codes"] = null_code_dropout(batch_codes, cfg.null_code_prob, vocab)
+        timesteps = torch.randint(0, process.num_timesteps, (len(latents),),
+                                  device=procs.device)
+        for group in optimizer.param_groups:
+            group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
+        terms = process.training_losses(network_fp32, latents, timesteps, **kwargs)
+        loss = terms["loss"].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        update_ema(ema, model, warmed_up_decay(step, t.ema_decay))
+        window_images += len(latents) * procs.world
+
+        done = step + 1
+        if done % log_every == 0 or done == t.steps:
+            now = time.perf_counter()
+            row = {"step": done, "loss": loss.item(), "mse": terms["mse"].mean().item(),
+                   "vlb": terms["vlb"].mean().item() if "vlb" in terms else 0.0,
+                   "images_per_s": window_images / (now - window_start)}
+            window_start, window_images = now, 0
+            history.append(row)
+            progress.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+        if procs.main and t.sample_every and done % t.sample_every == 0 and done < t.steps:
+            _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
+                         out_dir / "grids" / f"step-{done:08d}.png")
+        if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+            checkpoint.save(out_dir / "checkpoints", done, model, ema,
+                            {"optimizer": optimizer.state_dict(), "history": history,
+                             "ema_updates": done}, params_sha)
+
+    if procs.main:
+        _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
+                     out_dir / "samples.png")
+        _write_outputs(cfg, out_dir, ema, history, cache, codes, length, vocab, condition,
+                       params_sha)
+    return out_dir
+
+
+@torch.no_grad()
+def _sample_grid(cfg: DiTConfig, vae_cfg: VAEConfig, vae_dir, ema: DiT,
+                 process: GaussianDiffusion, pairs: LatentCodePairs, condition: str,
+                 device: torch.device, path: Path) -> None:
+    """The first GRID_CODES training pairs: their cached latents decoded (top row) and images
+    sampled from their codes (bottom row), same seed every time."""
+    rows = np.arange(min(GRID_CODES, len(pairs)))
+    latents, codes = pairs.batch(rows)
+    n = len(rows)
+    kwargs = {"codes": codes.to(device)} if condition == "code" else {}
+    null = {"codes": ema.null_codes(n, device)} if condition == "code" else {}
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    generated = sample_latents(cfg, ema, process, kwargs, null, latents.shape,
+                               torch.Generator(device).manual_seed(cfg.sample.seed), device,
+                               autocast)
+    vae = load_vae(vae_location(vae_cfg, vae_dir)).to(device)
+    pictures = decode(vae, torch.cat([latents.to(device), generated]))
+    save_image(image_grid(pictures, columns=n, scale=max(1, 64 // pictures.shape[1])), path)
+
+
+def _write_outputs(cfg: DiTConfig, out_dir: Path, ema: DiT, history: list[dict],
+                   cache: LatentCache, codes, length: int, vocab: int, condition: str,
+                   params_sha: str) -> None:
+    checkpoint.save_weights(out_dir / "model.safetensors", ema)
+    dio.write_csv(out_dir / "loss.csv", history)
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 3))
+    axis.plot([r["step"] for r in history], [r["mse"] for r in history])
+    axis.set(xlabel="step", ylabel="epsilon MSE", yscale="log",
+             title=f"DiT-{cfg.size}/{cfg.patch} ({condition})")
+    save_figure(figure, out_dir / "loss.png")
+    parameters = sum(p.numel() for p in ema.parameters())
+    dio.write_json(out_dir / "meta.json", {
+        "L": length, "V": vocab, "condition": condition, "latent_shape": list(cache.shape),
+        "dit": to_dict(cfg), "parameters": parameters, "train_pairs": len(cache),
+        "vae_sha256": cache.metadata.get("vae_sha256"),
+        "scaling_factor": cache.metadata.get("scaling_factor"),
+        "encoder_sha256": codes.metadata.get("encoder_sha256"), "final": history[-1],
+        "model_sha256": dio.sha256_file(out_dir / "model.safetensors"),
+        **dio.run_metadata({"dit": to_dict(cfg)}), "params_sha256": params_sha})
+    log.info("DiT-%s/%d %s (%d parameters) trained %d steps -> %s", cfg.size, cfg.patch,
+             condition, parameters, cfg.train.steps, out_dir)
