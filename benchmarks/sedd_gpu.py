@@ -1,14 +1,17 @@
 """SEDD-medium on one GPU: training sequences/s at L = 512 (bf16 autocast, fused AdamW) with the
 model FLOP utilisation, and the time of one sampling step for a batch of 256 (extrapolated to a
-1024-step run). Prints JSON and writes it to $OUT/sedd_gpu.json (or benchmarks/results/).
+1024-step run) and of its network forward alone, eager and with torch.compile. Prints JSON and
+writes it to $OUT/sedd_gpu.json (or benchmarks/results/); `--sample` measures sampling only
+($OUT/sedd_gpu_sampling.json).
 
-    PYTHONPATH=src python benchmarks/sedd_gpu.py
+    PYTHONPATH=src python benchmarks/sedd_gpu.py [--sample]
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -67,28 +70,41 @@ def train_rate(batch: int, steps: int = 10, compile_model: bool = False) -> dict
 
 
 @torch.no_grad()
-def sample_step(batch: int = 256, steps: int = 8) -> dict:
+def sample_step(batch: int = 256, steps: int = 8, compile_model: bool = False) -> dict:
     model = SEDDTransformer(VOCAB, LENGTH, SIZES["medium"]).cuda().eval()
+    network = torch.compile(model) if compile_model else model
     process = AbsorbingDiffusion(VOCAB)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        process.sample(model, batch, LENGTH, 2, device="cuda")
+        process.sample(network, batch, LENGTH, 2, device="cuda")
         torch.cuda.synchronize()
         start = time.perf_counter()
-        process.sample(model, batch, LENGTH, steps, device="cuda")
+        process.sample(network, batch, LENGTH, steps, device="cuda")
         torch.cuda.synchronize()
-    per_step = (time.perf_counter() - start) / (steps + 1)
-    return {"batch": batch, "step_s": per_step, "projected_1024_steps_s": 1025 * per_step}
+        per_step = (time.perf_counter() - start) / (steps + 1)
+        tokens = torch.randint(0, VOCAB + 1, (batch, LENGTH), device="cuda")
+        sigma = torch.full((batch,), 1.0, device="cuda")
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            network(tokens, sigma)
+        torch.cuda.synchronize()
+        forward = (time.perf_counter() - start) / steps
+    return {"batch": batch, "compile": compile_model, "step_s": per_step,
+            "forward_s": forward, "projected_1024_steps_s": 1025 * per_step}
 
 
 def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
+    only_sampling = "--sample" in sys.argv
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "train": [train_rate(64), train_rate(64, compile_model=True),
-                        train_rate(128, compile_model=True)],
-              "sample": sample_step()}
+              "sample": [sample_step(), sample_step(compile_model=True)]}
+    if not only_sampling:
+        result["train"] = [train_rate(64), train_rate(64, compile_model=True),
+                           train_rate(128, compile_model=True)]
     text = json.dumps(result, indent=2)
     print(text)
-    out = Path(os.environ.get("OUT", Path(__file__).parent / "results")) / "sedd_gpu.json"
+    name = "sedd_gpu_sampling.json" if only_sampling else "sedd_gpu.json"
+    out = Path(os.environ.get("OUT", Path(__file__).parent / "results")) / name
     out.write_text(text + "\n")
 
 

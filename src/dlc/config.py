@@ -302,7 +302,8 @@ class SEDDTrainConfig:
     ema_decay: float = _doc("EMA decay of the sampling weights (paper: 0.9999)", minimum=0,
                             maximum=1)
     precision: Literal["fp32", "bf16"] = _doc("autocast dtype on GPU (CPU always runs fp32)")
-    compile: bool = _doc("torch.compile the score network (GPU runs; 1.8x on an H200)")
+    compile: bool = _doc("torch.compile the score network for training and sampling (GPU "
+                         "runs; training 1.8x on an H200)")
     seed: int = _doc("seed of init, batch order and noise", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)

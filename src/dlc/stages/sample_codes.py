@@ -45,12 +45,13 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
         raise ValueError(f"{model_dir}: model trained on L={meta['L']}, V={meta['V']} codes; "
                          f"the sem params say L={length}, V={vocab}")
     model = model.to(device)
+    network = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
     process = AbsorbingDiffusion(vocab)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def score_fn(tokens, sigma):
         with autocast:
-            return model(tokens, sigma)
+            return network(tokens, sigma)
 
     sampler = {k: v for k, v in to_dict(s).items() if k not in ("samples", "batch_size")}
     metadata = {"L": length, "V": vocab, "dataset": meta.get("dataset"), "split": "generated",

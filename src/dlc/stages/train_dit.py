@@ -122,12 +122,8 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     cuda = procs.device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.0,
                                   fused=cuda, foreach=not cuda)
-    history: list[dict] = []
-    start = 0
-    state = checkpoint.load_latest(out_dir / "checkpoints", model, ema, params_sha)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["step"]
+    history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
+                                       params_sha)
 
     order = EpochOrder(len(pairs), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)

@@ -69,12 +69,8 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
         student = torch.compile(student)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                   weight_decay=0.0, fused=procs.device.type == "cuda")
-    history: list[dict] = []
-    start = 0
-    state = checkpoint.load_latest(out_dir / "checkpoints", model, ema, params_sha)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["step"]
+    history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
+                                       params_sha)
 
     order = EpochOrder(len(data), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)

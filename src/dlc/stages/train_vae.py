@@ -74,12 +74,8 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
     torch.manual_seed(t.seed)
     vae = build_vae(cfg.model, cfg.resolution)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=t.lr, weight_decay=0.0)
-    history: list[dict] = []
-    start = 0
-    state = checkpoint.load_latest(out_dir / "checkpoints", vae, None, params_sha)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        history, start = state["history"], state["step"]
+    history, start = checkpoint.resume(out_dir / "checkpoints", vae, None, optimizer,
+                                       params_sha)
 
     order = EpochOrder(len(images), t.seed)
     log_every = max(1, t.steps // 200)

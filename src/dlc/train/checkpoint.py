@@ -99,3 +99,14 @@ def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Mod
     set_rng_state(state.pop("rng"))
     log.info("resumed from %s (step %d)", folder, state["step"])
     return state
+
+
+def resume(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,
+           optimizer: torch.optim.Optimizer, params_sha256: str) -> tuple[list[dict], int]:
+    """(loss history, first step) of a run: restored from the newest checkpoint made with the
+    same params (model, EMA, optimiser, RNG), or ([], 0) for a fresh start."""
+    state = load_latest(directory, model, ema, params_sha256)
+    if state is None:
+        return [], 0
+    optimizer.load_state_dict(state["optimizer"])
+    return state["history"], state["step"]
