@@ -114,12 +114,12 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     model.grad_checkpointing = t.grad_checkpointing
     ema = make_ema(model)
     process = build_process(cfg)
+    cuda = procs.device.type == "cuda"
     network: nn.Module = model
     if procs.world > 1:
         network = nn.parallel.DistributedDataParallel(model)
-    if t.compile and procs.device.type == "cuda":
+    if t.compile and cuda:
         network = torch.compile(network)
-    cuda = procs.device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.0,
                                   fused=cuda, foreach=not cuda)
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
