@@ -57,7 +57,8 @@ def test_training_writes_the_run_folder(setup):
     assert meta["latent_shape"] == [4, 16, 16] and meta["condition"] == "code"
     assert meta["final"]["images_per_s"] > 0 and np.isfinite(meta["final"]["loss"])
     baseline = train(preset, folder, "uncond", condition="none")
-    model, meta = train_dit.load_model(preset.dit, baseline)
+    model, meta = train_dit.load_model(preset.dit, baseline, preset.sem.length,
+                                       preset.sem.vocab)
     assert meta["condition"] == "none" and not hasattr(model, "code_embedder")
 
 

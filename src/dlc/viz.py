@@ -38,6 +38,16 @@ def pyplot():
     return plt
 
 
+def loss_curve(history: list[dict], key: str, ylabel: str, title: str,
+               path: str | Path) -> None:
+    """One training curve, `key` of every history row against its step, log y axis."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 3))
+    axis.plot([row["step"] for row in history], [row[key] for row in history])
+    axis.set(xlabel="step", ylabel=ylabel, yscale="log", title=title)
+    save_figure(figure, path)
+
+
 def save_figure(figure, path: str | Path, dpi: int = 120) -> None:
     plt = pyplot()
 

@@ -25,6 +25,7 @@ from dlc.data.images import collate_skipping
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.models.vae import encode, load_vae, to_model_range
 from dlc.stages.train_vae import REPORT, vae_location
+from dlc.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _encode_shard(cfg: VAEConfig, vae, table: ImageTable, rows: np.ndarray, flip
         batch_size=cfg.cache.batch_size, num_workers=cfg.cache.workers,
         collate_fn=collate_skipping)
     kept, latents, skipped = [], [], []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = distributed.autocast(device)
     for images, positions, _, bad in loader:
         skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
         if images is None:

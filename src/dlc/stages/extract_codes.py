@@ -23,6 +23,7 @@ from dlc.data.images import collate_skipping
 from dlc.data.multicrop import normalize
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.stages.train_sem import load_encoder
+from dlc.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device
                                          num_workers=cfg.train.workers,
                                          collate_fn=collate_skipping)
     kept, codes, features, skipped = [], [], [], []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = distributed.autocast(device)
     for images, positions, _, bad in loader:
         skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
         if images is None:

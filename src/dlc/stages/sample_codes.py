@@ -23,6 +23,7 @@ from dlc.config import SEDDConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.stages.train_sedd import load_model
+from dlc.train import distributed
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,11 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     s = cfg.sample
     torch.set_num_threads(cfg.train.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, meta = load_model(cfg, model_dir)
-    if (meta["L"], meta["V"]) != (length, vocab):
-        raise ValueError(f"{model_dir}: model trained on L={meta['L']}, V={meta['V']} codes; "
-                         f"the sem params say L={length}, V={vocab}")
+    model, meta = load_model(cfg, model_dir, length, vocab)
     model = model.to(device)
     network = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
     process = AbsorbingDiffusion(vocab)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = distributed.autocast(device)
 
     def score_fn(tokens, sigma):
         with autocast:

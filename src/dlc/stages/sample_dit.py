@@ -34,6 +34,7 @@ from dlc.models.vae import decode, load_vae
 from dlc.stages.train_dit import build_process, load_model, sample_latents
 from dlc.stages.train_judge import agreement, load_judge, predict
 from dlc.stages.train_vae import vae_location
+from dlc.train import distributed
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,7 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     out_dir, s = Path(out_dir), cfg.sample
     torch.set_num_threads(cfg.train.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, meta = load_model(cfg, model_dir)
-    if (meta["L"], meta["V"]) != (length, vocab):
-        raise ValueError(f"{model_dir}: DiT trained on L={meta['L']}, V={meta['V']} codes; "
-                         f"the sem params say L={length}, V={vocab}")
+    model, meta = load_model(cfg, model_dir, length, vocab)
     model = model.to(device)
     codes = read_codes(codes_dir, length, vocab)
     n = min(s.samples, len(codes))
@@ -89,7 +87,7 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     model_sha = dio.sha256_file(Path(model_dir) / "model.safetensors")
     codes_sha = hashlib.sha256(np.ascontiguousarray(codes.codes[:n]).tobytes()).hexdigest()
     shape = tuple(meta["latent_shape"])
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = distributed.autocast(device)
     starts = list(range(0, n, s.batch_size))
     mine = [b for b in range(len(starts)) if b % tasks == task]
     for batch in tqdm(mine, desc=f"sample-dit {task}/{tasks}", mininterval=5):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,7 @@ from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
-from dlc.viz import image_grid, pyplot, save_figure, save_image
+from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
 GRID_CODES = 16   # fixed training codes decoded into the progress grids
@@ -63,10 +62,12 @@ def build_process(cfg: DiTConfig) -> GaussianDiffusion:
                                            vlb_weight=d.vlb_weight, decoder="discretized")
 
 
-def load_model(cfg: DiTConfig, run: str | Path) -> tuple[DiT, dict]:
-    """(EMA model, meta) of a trained run; fails naming the file if it does not fit cfg."""
+def load_model(cfg: DiTConfig, run: str | Path, length: int, vocab: int) -> tuple[DiT, dict]:
+    """(EMA model, meta) of a trained run; fails naming the run or file if it does not fit
+    cfg and the code shape L x V."""
     run = Path(run)
     meta = dio.read_json(run / "meta.json")
+    checkpoint.check_code_shape(run, meta, length, vocab)
     model = build_model(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"])
     return checkpoint.load_weights(model, run / "model.safetensors", "the dit params"), meta
 
@@ -127,8 +128,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
 
     order = EpochOrder(len(pairs), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if cuda and t.precision == "bf16" else nullcontext())
+    autocast = distributed.autocast(procs.device, t.precision)
 
     def network_fp32(x, timesteps, **kwargs):
         with autocast:
@@ -193,7 +193,7 @@ def _sample_grid(cfg: DiTConfig, vae_cfg: VAEConfig, vae_dir, ema: DiT,
     n = len(rows)
     kwargs = {"codes": codes.to(device)} if condition == "code" else {}
     null = {"codes": ema.null_codes(n, device)} if condition == "code" else {}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = distributed.autocast(device)
     generated = sample_latents(cfg, ema, process, kwargs, null, latents.shape,
                                torch.Generator(device).manual_seed(cfg.sample.seed), device,
                                autocast)
@@ -207,12 +207,8 @@ def _write_outputs(cfg: DiTConfig, out_dir: Path, ema: DiT, history: list[dict],
                    params_sha: str) -> None:
     checkpoint.save_weights(out_dir / "model.safetensors", ema)
     dio.write_csv(out_dir / "loss.csv", history)
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 3))
-    axis.plot([r["step"] for r in history], [r["mse"] for r in history])
-    axis.set(xlabel="step", ylabel="epsilon MSE", yscale="log",
-             title=f"DiT-{cfg.size}/{cfg.patch} ({condition})")
-    save_figure(figure, out_dir / "loss.png")
+    loss_curve(history, "mse", "epsilon MSE", f"DiT-{cfg.size}/{cfg.patch} ({condition})",
+               out_dir / "loss.png")
     parameters = sum(p.numel() for p in ema.parameters())
     dio.write_json(out_dir / "meta.json", {
         "L": length, "V": vocab, "condition": condition, "latent_shape": list(cache.shape),

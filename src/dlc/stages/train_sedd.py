@@ -11,7 +11,6 @@ the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, checkpoi
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
-from dlc.viz import pyplot, save_figure
+from dlc.viz import loss_curve
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,13 @@ def build_model(cfg: SEDDConfig, length: int, vocab: int) -> SEDDTransformer:
     return SEDDTransformer(vocab, length, SIZES[cfg.size], dropout=cfg.dropout)
 
 
-def load_model(cfg: SEDDConfig, run: str | Path) -> tuple[SEDDTransformer, dict]:
-    """(EMA model, meta) of a trained run; fails naming the file if it does not fit cfg."""
+def load_model(cfg: SEDDConfig, run: str | Path, length: int,
+               vocab: int) -> tuple[SEDDTransformer, dict]:
+    """(EMA model, meta) of a trained run; fails naming the run or file if it does not fit
+    cfg and the code shape L x V."""
     run = Path(run)
     meta = dio.read_json(run / "meta.json")
+    checkpoint.check_code_shape(run, meta, length, vocab)
     model = build_model(cfg, meta["L"], meta["V"])
     return checkpoint.load_weights(model, run / "model.safetensors", "the sedd params"), meta
 
@@ -74,8 +76,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
 
     order = EpochOrder(len(data), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if procs.device.type == "cuda" and t.precision == "bf16" else nullcontext())
+    autocast = distributed.autocast(procs.device, t.precision)
     eps = process.noise.eps
     log_every = max(1, t.steps // 200)
     progress = tqdm(batches, desc="train-sedd", initial=start, total=t.steps, mininterval=5,
@@ -116,12 +117,8 @@ def _write_outputs(cfg: SEDDConfig, out_dir: Path, ema: nn.Module, history: list
                    codes, length: int, vocab: int, params_sha: str) -> None:
     checkpoint.save_weights(out_dir / "model.safetensors", ema)
     dio.write_csv(out_dir / "loss.csv", history)
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 3))
-    axis.plot([r["step"] for r in history], [r["loss_per_token"] for r in history])
-    axis.set(xlabel="step", ylabel="score entropy per token", yscale="log",
-             title=f"SEDD-{cfg.size} on L={length}, V={vocab} codes")
-    save_figure(figure, out_dir / "loss.png")
+    loss_curve(history, "loss_per_token", "score entropy per token",
+               f"SEDD-{cfg.size} on L={length}, V={vocab} codes", out_dir / "loss.png")
     parameters = sum(p.numel() for p in ema.parameters())
     dio.write_json(out_dir / "meta.json", {
         "L": length, "V": vocab, "sedd": to_dict(cfg), "parameters": parameters,

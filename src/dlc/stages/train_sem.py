@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -181,9 +180,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
         collate_fn=collate_crops, num_workers=cfg.train.workers,
         generator=torch.Generator(),  # its own seed draw must not move the global stream
         pin_memory=procs.device.type == "cuda", persistent_workers=False)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
-                if procs.device.type == "cuda" and cfg.train.precision == "bf16"
-                else nullcontext())
+    autocast = distributed.autocast(procs.device, cfg.train.precision)
     log_every = max(1, cfg.train.steps // 200)
     skipped = 0
     progress = tqdm(loader, desc="train-sem", initial=start, total=cfg.train.steps,

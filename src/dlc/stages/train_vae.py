@@ -33,7 +33,7 @@ from dlc.models.vae import (build_vae, decode, encode, load_vae, psnr, scaling_f
 from dlc.train import checkpoint
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.schedules import lr_factor
-from dlc.viz import image_grid, pyplot, save_figure, save_image
+from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
 MODEL = "model"          # <out>/model/: the trained VAE as a diffusers folder
@@ -102,12 +102,8 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
     _set_scaling_factor(vae, images[:SCALE_IMAGES], cfg.cache.seed)
     _save_pretrained(vae, out_dir / MODEL)
     dio.write_csv(out_dir / "loss.csv", history)
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(4.5, 3))
-    axis.plot([r["step"] for r in history], [r["reconstruction"] for r in history])
-    axis.set(xlabel="step", ylabel=f"{t.reconstruction} reconstruction", yscale="log",
-             title="VAE training")
-    save_figure(figure, out_dir / "loss.png")
+    loss_curve(history, "reconstruction", f"{t.reconstruction} reconstruction",
+               "VAE training", out_dir / "loss.png")
     return out_dir
 
 

@@ -62,6 +62,13 @@ def load_weights(module: torch.nn.Module, path: str | Path,
     return module.eval()
 
 
+def check_code_shape(run: str | Path, meta: dict, length: int, vocab: int) -> None:
+    """A run trained on codes of another L or V cannot serve these params: say so by name."""
+    if (meta["L"], meta["V"]) != (length, vocab):
+        raise ValueError(f"{run}: trained on L={meta['L']}, V={meta['V']} codes; the sem params "
+                         f"say L={length}, V={vocab}")
+
+
 def save(directory: str | Path, step: int, model: torch.nn.Module,
          ema: torch.nn.Module | None, state: dict[str, Any], params_sha256: str,
          keep: int = 2) -> Path:

@@ -21,6 +21,13 @@ class Processes:
         return self.rank == 0
 
 
+def autocast(device: torch.device, precision: str = "bf16"):
+    """bf16 autocast on a GPU when `precision` asks for it; a no-op context on CPU (which
+    always runs fp32). Reusable: `with` it once per step."""
+    return torch.autocast("cuda", dtype=torch.bfloat16,
+                          enabled=device.type == "cuda" and precision == "bf16")
+
+
 def setup() -> Processes:
     """Join the process group if launched as several processes; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
