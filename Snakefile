@@ -2,7 +2,7 @@
 
     snakemake -c2                                  # the active preset's default targets
     snakemake -c2 results/toy/kld.json             # the paper's Section 3 study
-    snakemake --profile slurm results/toy/kld.json # the same on a SLURM cluster
+    snakemake --profile slurm results/toy/kld.json # the same, every job a SLURM job (submitit)
 
 Every value comes from params.yaml (checked against the schema generated from
 src/dlc/config.py); dvc.yaml runs the same commands (tests/test_workflow.py keeps them equal).
@@ -16,6 +16,11 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
+# Where the dlc commands run: here (local), or each as a submitit job (`--config launcher=slurm`,
+# which the slurm profile sets). Not a study parameter, so it leaves the config before checks.
+LAUNCHER = config.pop("launcher", "local")
+
+
 validate(config, "workflow/schemas/params.schema.json")
 
 
@@ -25,6 +30,7 @@ include: "workflow/rules/sem.smk"
 include: "workflow/rules/sedd.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/dit.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/toy.smk"
 
 

@@ -22,4 +22,5 @@ run 150 benchmarks/vae.py
 run 150 benchmarks/sem_extract.py
 cp benchmarks/results/sem_extract_cuda.json "$OUT/" 2>/dev/null
 run 330 benchmarks/dit.py
+run 150 benchmarks/metrics.py
 echo "=== done ($(date +%T))" | tee -a "$LOG"

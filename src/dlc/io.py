@@ -40,6 +40,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+class OutputLocked(RuntimeError):
+    """Another process is writing the same output."""
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, command: str) -> Iterator[None]:
+    """Hold an exclusive lock on `.<name>.lock` beside an output (file or folder) while a stage
+    writes it, so two pipelines on one results folder cannot interleave their writes; the
+    second is refused, naming the holder. The kernel drops the lock when its holder dies (a
+    crash leaves at most an unlocked file, which the next run takes over); a normal exit
+    removes the file."""
+    import fcntl
+    import socket
+    import time
+
+    path = Path(path)
+    lock_path = path.parent / f".{path.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise OutputLocked(f"{path} is being written by {holder}: is another pipeline "
+                               "running on this results folder? Wait for it to finish, or use "
+                               "another folder") from None
+        # The previous holder may have removed the file between our open and our lock: then
+        # we hold a lock on a name nobody sees; start again on the current file.
+        if lock_path.exists() and os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} (`{command}`)\n")
+        handle.flush()
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)   # before unlocking: no one can lock a dead name
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -23,6 +23,9 @@ DIT_DIR = f"{RESULTS}/dit"
 DIT = config["presets"][PRESET]["dit"]
 JUDGE_DIR = f"{RESULTS}/judge"
 JUDGE = config["presets"][PRESET]["judge"]
+EVALUATE = config["presets"][PRESET]["evaluate"]
+GENERATE_DIR = f"{RESULTS}/generate"
+RESOURCES = config["presets"][PRESET]["resources"]
 TOY = "results/toy"
 LOGS = "results/logs"
 ENV = "../../envs/dlc.yaml"
@@ -37,9 +40,31 @@ def _without_preset(params):
 with open("params.yaml") as _handle:
     if _without_preset(yaml.safe_load(_handle)) != _without_preset(config):
         raise ValueError(
-            "only `--config preset=...` may override params.yaml; edit params.yaml for the rest "
+            "only `--config preset=...` (and launcher=...) may override params.yaml; edit "
+            "params.yaml for the rest "
             "(the dlc commands read it directly)"
         )
+
+
+# LAUNCHER (Snakefile): under `snakemake --profile slurm` every dlc command submits itself as a
+# SLURM job through submitit and waits for it (src/dlc/launch/jobs.py).
+_RULE_RESOURCES = {}
+
+
+def resources(rule_name, **defaults):
+    """A rule's resources: its defaults, replaced by presets.<preset>.resources.<rule_name>."""
+    _RULE_RESOURCES[rule_name] = {**defaults, **RESOURCES.get(rule_name, {})}
+    return _RULE_RESOURCES[rule_name]
+
+
+def launch(rule_name):
+    """Shell prefix of a rule's dlc command: nothing locally; under the slurm profile, the
+    launcher, the job name and the rule's resources for submitit."""
+    if LAUNCHER == "local":
+        return ""
+    given = ",".join(f"{k}={v}" for k, v in _RULE_RESOURCES.get(rule_name, {}).items())
+    return f"DLC_LAUNCHER={LAUNCHER} DLC_JOB={rule_name} DLC_RESOURCES={given} "
+
 
 
 def toy_runs(name):
@@ -60,4 +85,20 @@ def default_targets():
         *[f"{CODES}/{split}/manifest.json" for split in SEM["extract"]["splits"]],
         f"{VAE_DIR}/vae.json",
         f"{DIT_DIR}/decoded/samples.json",
+        *evaluation_targets(),
+    ]
+
+
+def evaluation_targets():
+    """The study's numbers: DLC generation, encode-decode, the unconditional DiT, the floors
+    (real images, VAE reconstructions), the eta sweep, and the headline file
+    results/fid_dlc<L>.json (results/fid_dlc512.json on ImageNet)."""
+    return [
+        f"{RESULTS}/fid_dlc.json",
+        f"{RESULTS}/fid_encode_decode.json",
+        f"{RESULTS}/fid_unconditional.json",
+        f"{RESULTS}/fid_real.json",
+        f"{RESULTS}/fid_vae.json",
+        f"{RESULTS}/fid_eta_sweep.json",
+        f"results/fid_dlc{SEM['length']}.json",
     ]

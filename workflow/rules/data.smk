@@ -11,10 +11,10 @@ rule data:
         f"{LOGS}/{PRESET}/data.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **resources("data", mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
-        "dlc data --preset {params.preset} --out {output.table} --report {output.report}"
+        launch("data")
+        + "dlc data --preset {params.preset} --out {output.table} --report {output.report}"
         " --preview {output.preview} --log {log}"

@@ -18,12 +18,12 @@ rule train_judge:
         f"{LOGS}/{PRESET}/train_judge.log",
     threads: JUDGE["threads"] if JUDGE else 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **resources("train_judge", mem_mb=4000, runtime=30),
     conda:
         ENV
     shell:
-        "dlc train-judge --preset {params.preset} --images {input.images} --out {params.run}"
+        launch("train_judge")
+        + "dlc train-judge --preset {params.preset} --images {input.images} --out {params.run}"
         " --log {log}"
 
 
@@ -51,12 +51,12 @@ rule train_dit:
         f"{LOGS}/{PRESET}/train_dit.log",
     threads: DIT["train"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=120,
+        **resources("train_dit", mem_mb=16000, runtime=120),
     conda:
         ENV
     shell:
-        "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
+        launch("train_dit")
+        + "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
         " --vae {params.vae} --out {params.run} --log {log}"
 
 
@@ -85,11 +85,11 @@ rule sample_dit:
         f"{LOGS}/{PRESET}/sample_dit.log",
     threads: DIT["train"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=120,
+        **resources("sample_dit", mem_mb=16000, runtime=120),
     conda:
         ENV
     shell:
-        "dlc sample-dit --preset {params.preset} --model {params.run} --codes {params.codes}"
+        launch("sample_dit")
+        + "dlc sample-dit --preset {params.preset} --model {params.run} --codes {params.codes}"
         " --vae {params.vae} --images {input.images} --judge {params.judge}"
         " --out {params.folder} --log {log}"

@@ -20,12 +20,12 @@ rule train_sedd:
         f"{LOGS}/{PRESET}/train_sedd.log",
     threads: SEDD["train"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources("train_sedd", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc train-sedd --preset {params.preset} --codes {params.codes} --out {params.run}"
+        launch("train_sedd")
+        + "dlc train-sedd --preset {params.preset} --codes {params.codes} --out {params.run}"
         " --log {log}"
 
 
@@ -50,10 +50,10 @@ rule sample_codes:
         f"{LOGS}/{PRESET}/sample_codes.log",
     threads: SEDD["train"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources("sample_codes", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc sample-codes --preset {params.preset} --model {params.run} --out {params.folder}"
+        launch("sample_codes")
+        + "dlc sample-codes --preset {params.preset} --model {params.run} --out {params.folder}"
         " --codes {params.codes} --report {output.report} --figure {output.figure} --log {log}"

@@ -20,12 +20,12 @@ rule train_sem:
         f"{LOGS}/{PRESET}/train_sem.log",
     threads: SEM["train"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=60,
+        **resources("train_sem", mem_mb=16000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc train-sem --preset {params.preset} --images {input.images} --out {params.run}"
+        launch("train_sem")
+        + "dlc train-sem --preset {params.preset} --images {input.images} --out {params.run}"
         " --log {log}"
 
 
@@ -45,12 +45,12 @@ rule extract_codes:
         f"{LOGS}/{PRESET}/extract_codes.log",
     threads: SEM["train"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources("extract_codes", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc extract-codes --preset {params.preset} --images {input.images}"
+        launch("extract_codes")
+        + "dlc extract-codes --preset {params.preset} --images {input.images}"
         " --encoder {input.encoder} --out {params.folder} --log {log}"
 
 
@@ -69,9 +69,9 @@ rule probe:
         f"{LOGS}/{PRESET}/probe.log",
     threads: SEM["train"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources("probe", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc probe --preset {params.preset} --codes {params.codes} --out {output} --log {log}"
+        launch("probe")
+        + "dlc probe --preset {params.preset} --codes {params.codes} --out {output} --log {log}"

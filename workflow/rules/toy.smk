@@ -24,12 +24,12 @@ rule toy_train:
         f"{LOGS}/toy/train-K{{modes}}-{{variant}}.log",
     threads: config["toy"]["train"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **resources("toy_train", mem_mb=2000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc toy-train --modes {wildcards.modes} --variant {wildcards.variant}"
+        launch("toy_train")
+        + "dlc toy-train --modes {wildcards.modes} --variant {wildcards.variant}"
         " --out {params.run} --log {log}"
 
 
@@ -48,12 +48,12 @@ rule toy_eval:
         f"{LOGS}/toy/eval-K{{modes}}-{{variant}}.log",
     threads: config["toy"]["train"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **resources("toy_eval", mem_mb=2000, runtime=30),
     conda:
         ENV
     shell:
-        "dlc toy-eval --model {params.run} --out {params.run} --log {log}"
+        launch("toy_eval")
+        + "dlc toy-eval --model {params.run} --out {params.run} --log {log}"
 
 
 rule toy_report:
@@ -76,9 +76,9 @@ rule toy_report:
         f"{LOGS}/toy/report.log",
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **resources("toy_report", mem_mb=2000, runtime=10),
     conda:
         ENV
     shell:
-        "dlc toy-report --runs {params.runs} --out {params.out} --log {log}"
+        launch("toy_report")
+        + "dlc toy-report --runs {params.runs} --out {params.out} --log {log}"

@@ -18,12 +18,12 @@ rule train_vae:
         f"{LOGS}/{PRESET}/train_vae.log",
     threads: VAE["train"]["threads"] if VAE["train"] else 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources("train_vae", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:
-        "dlc train-vae --preset {params.preset} --images {input.images} --out {params.run}"
+        launch("train_vae")
+        + "dlc train-vae --preset {params.preset} --images {input.images} --out {params.run}"
         " --log {log}"
 
 
@@ -44,10 +44,10 @@ rule cache_latents:
         f"{LOGS}/{PRESET}/cache_latents.log",
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **resources("cache_latents", mem_mb=8000, runtime=120),
     conda:
         ENV
     shell:
-        "dlc cache-latents --preset {params.preset} --images {input.images} --vae {params.vae}"
+        launch("cache_latents")
+        + "dlc cache-latents --preset {params.preset} --images {input.images} --vae {params.vae}"
         " --out {params.folder} --log {log}"

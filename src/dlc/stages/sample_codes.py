@@ -11,6 +11,7 @@ training code, each beside the same number for real held-out codes (the floor).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -35,8 +36,28 @@ def _generators(seed: int, batch: int, device: torch.device):
     return tuple(torch.Generator(device).manual_seed(int(s)) for s in state)
 
 
+def with_remask_eta(cfg: SEDDConfig, remask_eta: float | None) -> SEDDConfig:
+    """sedd.* with sample.remask_eta replaced (the eta sweep); unchanged for None."""
+    if remask_eta is None:
+        return cfg
+    if remask_eta < 0:
+        raise ValueError(f"remask_eta must be >= 0, got {remask_eta}")
+    return dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample,
+                                                               remask_eta=remask_eta))
+
+
+def _shard_done(path: Path, fingerprint: dict, rows: int) -> bool:
+    """A shard the same model and sampler settings wrote, complete."""
+    return (path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint
+            and codes_io.shard_rows(path) == rows)
+
+
 def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length: int,
-             vocab: int) -> dict:
+             vocab: int, task: int = 0, tasks: int = 1) -> dict | None:
+    """Sample this task's shards (b mod tasks = task); write the manifest once every shard
+    exists and return it (None while other tasks' shards are missing)."""
+    if not 0 <= task < tasks:
+        raise ValueError(f"task {task} is not in [0, {tasks})")
     out_dir = Path(out_dir)
     s = cfg.sample
     torch.set_num_threads(cfg.train.threads)
@@ -59,14 +80,14 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     fingerprint = {"model_sha256": metadata["model_sha256"], "sampler": sampler,
                    "batch_size": s.batch_size}
     dtype = codes_io.numpy_dtype(vocab)
-    written = []
-    starts = range(0, s.samples, s.batch_size)
-    for batch, first in enumerate(tqdm(starts, desc="sample-codes", mininterval=5)):
-        path = out_dir / codes_io.shard_name(batch)
-        written.append(path.name)
+    starts = list(range(0, s.samples, s.batch_size))
+    written = [codes_io.shard_name(batch) for batch in range(len(starts))]
+    mine = [batch for batch in range(len(starts)) if batch % tasks == task]
+    for batch in tqdm(mine, desc=f"sample-codes {task}/{tasks}", mininterval=5):
+        first = starts[batch]
+        path = out_dir / written[batch]
         n = min(s.batch_size, s.samples - first)
-        if (path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint
-                and codes_io.shard_rows(path) == n):
+        if _shard_done(path, fingerprint, n):
             continue
         generator, remask_generator = _generators(s.seed, batch, device)
         codes = process.sample(score_fn, n, length, s.steps, method=s.method, t_end=s.t_end,
@@ -76,6 +97,10 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
         ids = [f"sedd-{i:07d}" for i in range(first, first + n)]
         codes_io.write_shard(path, ids, np.full(n, -1), codes.cpu().numpy().astype(dtype),
                              {**metadata, "fingerprint": fingerprint}, source="sedd")
+    if not all(_shard_done(out_dir / name, fingerprint, min(s.batch_size, s.samples - first))
+               for name, first in zip(written, starts)):
+        log.info("task %d/%d done; the manifest waits for the other tasks' shards", task, tasks)
+        return None
     for stale in out_dir.glob("part-*.parquet"):
         if stale.name not in written:
             stale.unlink()

@@ -5,12 +5,15 @@ never picked up):
     <dir>/step-00001500/model.safetensors, ema.safetensors, state.pt, meta.json
     <dir>/latest            -> "step-00001500"
 A checkpoint records the hash of the params that made it; resuming under other params is refused
-(the run starts over) instead of silently mixing two configurations.
+(the run starts over) instead of silently mixing two configurations. meta.json also holds the
+sha256 of every file: a checkpoint whose files do not match or do not load (a disk error, a
+truncated copy) is skipped with a warning and the one before it is used.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -18,11 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from dlc.io import atomic_path, read_json, write_bytes, write_json
+from dlc.io import atomic_path, read_json, sha256_file, write_bytes, write_json
 
 log = logging.getLogger(__name__)
+CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 
 
 def rng_state() -> dict[str, Any]:
@@ -81,31 +86,57 @@ def save(directory: str | Path, step: int, model: torch.nn.Module,
         save_weights(folder / "ema.safetensors", ema)
     with atomic_path(folder / "state.pt") as tmp:
         torch.save({**state, "step": step, "rng": rng_state()}, tmp)
-    write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256})
+    files = {path.name: sha256_file(path) for path in sorted(folder.iterdir())
+             if path.name in CHECKPOINT_FILES}
+    write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256,
+                                      "sha256": files})
     write_bytes(directory / "latest", folder.name.encode())
     for old in sorted(directory.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
+def _candidates(directory: Path) -> list[Path]:
+    """Step folders to try, newest first: the one `latest` names, then the older ones."""
+    pointer = directory / "latest"
+    if not pointer.is_file():
+        return []
+    named = directory / pointer.read_text().strip()
+    older = sorted((p for p in directory.glob("step-*") if p.name < named.name), reverse=True)
+    return [named, *older]
+
+
+def _verified(folder: Path) -> dict[str, Any]:
+    """meta.json of a step folder whose files all match their recorded hashes."""
+    meta = read_json(folder / "meta.json")
+    for name, digest in meta.get("sha256", {}).items():
+        if sha256_file(folder / name) != digest:
+            raise ValueError(f"{folder / name} does not match its recorded sha256")
+    return meta
+
+
 def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,
                 params_sha256: str) -> dict[str, Any] | None:
-    """Restore the newest checkpoint made with the same params; None if there is none."""
-    pointer = Path(directory) / "latest"
-    if not pointer.is_file():
-        return None
-    folder = Path(directory) / pointer.read_text().strip()
-    meta = read_json(folder / "meta.json")
-    if meta["params_sha256"] != params_sha256:
-        log.warning("%s was made with other params: starting over", folder)
-        return None
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    if ema is not None:
-        ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
-    state = torch.load(folder / "state.pt", weights_only=False)
-    set_rng_state(state.pop("rng"))
-    log.info("resumed from %s (step %d)", folder, state["step"])
-    return state
+    """Restore the newest intact checkpoint made with the same params; None if there is none."""
+    for folder in _candidates(Path(directory)):
+        try:
+            meta = _verified(folder)
+            if meta["params_sha256"] != params_sha256:
+                log.warning("%s was made with other params: starting over", folder)
+                return None
+            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+            if ema is not None:
+                ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
+            state = torch.load(folder / "state.pt", weights_only=False)
+        except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError,
+                SafetensorError) as error:
+            log.warning("checkpoint %s is unreadable (%s): trying the one before it", folder,
+                        str(error).splitlines()[0] if str(error) else type(error).__name__)
+            continue
+        set_rng_state(state.pop("rng"))
+        log.info("resumed from %s (step %d)", folder, state["step"])
+        return state
+    return None
 
 
 def resume(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,

@@ -1,0 +1,120 @@
+"""Launching stages: submitit jobs (its local executor stands in for SLURM), requeue after a
+timeout signal with an exact resume, the output lock, and resources from the environment."""
+
+import json
+
+import numpy as np
+import pytest
+import submitit
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from dlc import cli
+from dlc import io as dio
+from dlc.launch import jobs
+from dlc.stages import train_dit
+
+from .conftest import micro_params
+from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, latents, codes)
+
+
+def test_resources_from_the_environment(monkeypatch):
+    monkeypatch.setenv(jobs.RESOURCES_ENV, "gpu=4,nodes=2,mem_mb=64000,runtime=90,tmpdir=7")
+    assert jobs.JobResources.from_env() == jobs.JobResources(gpu=4, nodes=2, mem_mb=64000,
+                                                             runtime=90)
+    monkeypatch.setenv(jobs.RESOURCES_ENV, "gpu=four")
+    with pytest.raises(ValueError, match="key=integer"):
+        jobs.JobResources.from_env()
+    monkeypatch.delenv(jobs.RESOURCES_ENV)
+    assert jobs.JobResources.from_env() == jobs.JobResources()
+
+
+def test_the_launcher_option_is_dropped_from_the_job_command():
+    argv = ["data", "--launcher", "slurm", "--out", "x", "--launcher=slurm"]
+    assert cli._without_launcher(argv) == ["data", "--out", "x"]
+
+
+def write_params(tmp_path, params) -> str:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return str(path)
+
+
+def test_a_stage_runs_as_a_submitit_job_and_a_failed_job_fails_the_command(micro, tmp_path,
+                                                                          caplog):
+    params = write_params(tmp_path, micro)
+    log = tmp_path / "logs" / "data.log"
+    code = cli.main(["data", "--params", params, "--out", str(tmp_path / "images.parquet"),
+                     "--report", str(tmp_path / "report.json"), "--launcher", "submitit-local",
+                     "--log", str(log)])
+    assert code == 0 and (tmp_path / "images.parquet").is_file()
+    assert "submitted submitit-local job" in log.read_text()
+    assert list((tmp_path / "logs" / "submitit" / "data").glob("*_log.err"))
+    # the job fails (no codes there): the command fails, naming the job's log
+    code = cli.main(["probe", "--params", params, "--codes", str(tmp_path / "nowhere"),
+                     "--out", str(tmp_path / "probe.json"), "--launcher", "submitit-local",
+                     "--log", str(log)])
+    assert code == 2
+    assert "failed; its log:" in log.read_text() and not (tmp_path / "probe.json").exists()
+
+
+def test_a_timed_out_training_job_requeues_and_ends_as_an_uninterrupted_run(setup):  # noqa: F811
+    preset, folder = setup
+    params = micro_params()
+    params["presets"]["tiny"]["dit"]["train"].update(steps=300, checkpoint_every=20)
+    path = write_params(folder, params)
+    argv = ["train-dit", "--params", path, "--latents", str(folder / "latents"),
+            "--codes", str(folder / "codes"), "--vae", str(folder / "vae")]
+    assert cli.main([*argv, "--out", str(folder / "straight")]) == 0
+
+    # A 20 s time limit with the warning signal 8 s before it: each attempt trains until the
+    # signal, checkpoints every 20 steps, requeues, and the next resumes; 300 steps need two
+    # or three attempts.
+    ex = submitit.LocalExecutor(folder / "jobs", max_num_timeout=5)
+    ex.update_parameters(timeout_min=20 / 60, signal_delay_s=8)
+    job = ex.submit(jobs.StageJob([*argv, "--out", str(folder / "requeued")]))
+    job.result()
+    log = job.stdout() + (job.stderr() or "")
+    assert "requeueing" in log and "resumed from" in log
+    a, b = (load_file(str(folder / run / "model.safetensors")) for run in ("straight",
+                                                                             "requeued"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_two_writers_of_one_output_are_refused(micro, tmp_path):
+    params = write_params(tmp_path, micro)
+    out = tmp_path / "images.parquet"
+    with dio.output_lock(out, "dlc data (the other pipeline)"):
+        code = cli.main(["data", "--params", params, "--out", str(out),
+                         "--report", str(tmp_path / "report.json"),
+                         "--log", str(tmp_path / "data.log")])
+        assert code == 2
+        text = (tmp_path / "data.log").read_text()
+        assert "is being written by pid" in text and "the other pipeline" in text
+        assert not out.exists()
+    assert cli.main(["data", "--params", params, "--out", str(out),
+                     "--report", str(tmp_path / "report.json")]) == 0
+
+
+def test_sampling_array_tasks_cover_every_index_once(setup, tmp_path):  # noqa: F811
+    """Three array tasks of sample-dit as submitit jobs: every code row sampled exactly once,
+    assembled in code order."""
+    preset, folder = setup
+    run = train_dit.train(preset.dit, preset.vae, folder / "latents", folder / "codes",
+                          folder / "vae", preset.sem.length, preset.sem.vocab, folder / "dit")
+    params = write_params(tmp_path, micro_params())
+    out = tmp_path / "sampled"
+    argv = ["sample-dit", "--params", params, "--model", str(run), "--codes",
+            str(folder / "codes"), "--vae", str(folder / "vae"), "--out", str(out)]
+    jobs.submit_and_wait(argv, "submitit-local", "sample_dit", tmp_path / "logs", preset.slurm,
+                         jobs.JobResources(array=3), supports_tasks=True)
+    summary = json.loads((out / "samples.json").read_text())
+    n = preset.dit.sample.samples
+    assert summary["n"] == n
+    batches = sorted(out.glob("shards/batch-*.npz"))
+    rows = [json.loads(p.with_suffix(".json").read_text())["rows"] for p in batches]
+    covered = np.concatenate([np.arange(first, last + 1) for first, last in rows])
+    assert sorted(covered.tolist()) == list(range(n))
+    assert np.load(out / "samples.npz")["arr_0"].shape[0] == n
