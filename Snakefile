@@ -31,6 +31,8 @@ include: "workflow/rules/sedd.smk"
 include: "workflow/rules/vae.smk"
 include: "workflow/rules/dit.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/compose.smk"
+include: "workflow/rules/text.smk"
 include: "workflow/rules/toy.smk"
 
 

@@ -51,6 +51,12 @@ def micro_params() -> dict:
     dit["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
     dit["sample"].update(samples=10, batch_size=4, steps=4)
     tiny["judge"].update(width=8, epochs=1, batch_size=64, threads=1)
+    text = tiny["text"]
+    text.update(width=16, depth=1, heads=2)
+    text["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, checkpoint_every=2)
+    text["sample"].update(steps=4, samples=2)
+    tiny["compose"].update(samples=6, source_split="train", pairs_per_combination=2,
+                           samples_per_pair=2)
     tiny["evaluate"].update(samples=10, reference_images=16, batch_size=8, kid_subsets=10,
                             kid_subset_size=10, eta_sweep=[0.0, 0.5], threads=1,
                             effnet_resolution=32)

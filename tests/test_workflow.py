@@ -90,6 +90,24 @@ def test_default_target_and_slurm_profile_dry_run_from_the_root():
     assert "This was a dry-run" in text or "Nothing to be done" in text
 
 
+def test_the_imagenet_study_on_slurm_lists_every_job_with_its_resources(tmp_path):
+    """`snakemake -n --profile slurm results/fid_dlc512.json` with preset: imagenet: every job
+    of the study, each dlc command submitted through submitit with the rule's resources."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["preset"] = "imagenet"
+    work = copy_workflow(tmp_path, params)
+    (work / "slurm").symlink_to(work / "workflow" / "profiles" / "slurm")
+    text = run([str(BIN / "snakemake"), "-n", "-p", "--profile", "slurm",
+                "results/fid_dlc512.json"], work)
+    rules = set(re.findall(r"^(?:local)?rule (\w+):$", text, flags=re.M))
+    assert rules == {"data", "train_sem", "extract_codes", "train_sedd", "train_vae",
+                     "cache_latents", "train_dit", "generate_dlc", "train_judge", "evaluate",
+                     "headline"}
+    resources = params["presets"]["imagenet"]["resources"]["train_dit"]
+    assert f"DLC_JOB=train_dit DLC_RESOURCES=mem_mb={resources['mem_mb']}" in text
+    assert f"gpu={resources['gpu']}" in text and "DLC_LAUNCHER=slurm" in text
+
+
 def test_config_overrides_other_than_preset_are_refused():
     result = subprocess.run([str(BIN / "snakemake"), "-n", "-c1", "--config",
                              "toy={diffusion: {schedule: linear}}"],

@@ -4,6 +4,7 @@ outputs went. Snakemake rules and DVC stages call exactly these commands."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -100,6 +101,47 @@ def _evaluate(args, cfg: config.Config) -> None:
 
     evaluate.evaluate(cfg.active.evaluate, args.name, args.samples, args.out, args.images,
                       args.judge, args.cache)
+
+
+def _compose(args, cfg: config.Config) -> None:
+    from dlc.stages import compose
+
+    preset = cfg.active
+    if args.samples is not None:
+        preset = dataclasses.replace(preset, compose=dataclasses.replace(
+            preset.compose, samples=args.samples))
+    result = compose.run(preset, args.sources, args.codes, args.dit, args.vae, args.out,
+                         args.images, args.encoder, args.judge)
+    print(f"{result['n']} composed samples -> {args.out} (grid.png, compose.json)")
+
+
+def _composition_study(args, cfg: config.Config) -> None:
+    from dlc.stages import composition_study
+
+    composition_study.run(cfg.active, args.codes, args.dit, args.vae, args.images, args.judge,
+                          args.out, args.grid)
+
+
+def _train_text2code(args, cfg: config.Config) -> None:
+    from dlc.stages import text2code
+
+    preset = cfg.active
+    text2code.train(preset.text, args.codes, preset.sem.length, preset.sem.vocab, args.out)
+
+
+def _text2code(args, cfg: config.Config) -> None:
+    from dlc.stages import text2code
+
+    out = text2code.run(cfg.active, args.prompts, args.model, args.dit, args.vae, args.out)
+    print(f"codes -> {out / 'codes'}; images -> {out / 'images'}, {out / 'samples.npz'}; "
+          f"grid (one row per prompt) -> {out / 'grid.png'}")
+
+
+def _text2code_study(args, cfg: config.Config) -> None:
+    from dlc.stages import text2code
+
+    text2code.study(cfg.active, args.model, args.codes, args.dit, args.vae, args.judge,
+                    args.out, args.grid)
 
 
 def _real_samples(args, cfg: config.Config) -> None:
@@ -293,6 +335,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="images table (when evaluate.reference_split is set)")
     p.add_argument("--judge", help="train-judge folder (the judge feature space)")
     p.add_argument("--cache", help="folder for reference features, keyed by content hash")
+
+    p = stage("compose", _compose,
+              "hybrid codes from two or more source images' codes (compose.method: token or "
+              "average), decoded by the DiT; grid.png shows the sources, then the samples")
+    p.add_argument("--sources", nargs="+", required=True,
+                   help="image_ids of the sources in the --codes table (two or more)")
+    p.add_argument("--codes", required=True, help="codes folder holding the sources' codes")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--out", required=True,
+                   help="folder: codes/, samples.npz, images/, grid.png, compose.json")
+    p.add_argument("--samples", type=int, help="how many (default: compose.samples)")
+    p.add_argument("--images", help="images table: the sources in the grid (and, with "
+                                    "--encoder, their SEM distributions)")
+    p.add_argument("--encoder", help="encoder.safetensors of train-sem (method: average)")
+    p.add_argument("--judge", help="train-judge folder: Vendi score of the samples")
+
+    p = stage("composition-study", _composition_study,
+              "the built-in data's composition measurement: source pairs around every "
+              "held-out (shape, colour), token-mixed codes vs reconstructions vs random codes, "
+              "scored by the judge (inheritance, mixing, novel combinations, Vendi)")
+    p.add_argument("--codes", required=True,
+                   help="extract-codes folder (its compose.source_split sub-folder is used)")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--images", required=True, help="images table (the sources in the grid)")
+    p.add_argument("--judge", required=True, help="train-judge folder")
+    p.add_argument("--out", required=True, help="composition.json to write")
+    p.add_argument("--grid", required=True, help="PNG: per pair A, B, then its samples")
+
+    p = stage("train-text2code", _train_text2code,
+              "train the text -> code masked diffusion LM (text.* params: the tiny back end "
+              "from scratch, or a local transformers model with the code tokens added) on the "
+              "(code, caption) pairs of text.train.split; resumes from <out>/checkpoints")
+    p.add_argument("--codes", required=True, help="extract-codes folder (with captions)")
+    p.add_argument("--out", required=True,
+                   help="run folder: model.safetensors + vocabulary.json (tiny) or model/ "
+                        "(transformers), meta.json, loss.csv, loss.png")
+
+    p = stage("text2code", _text2code,
+              "write codes for each prompt with the text model (text.sample.*: samples per "
+              "prompt, steps, temperature, remasking) and decode them with the DiT")
+    p.add_argument("prompts", nargs="+", help='captions, e.g. "a large green star on a '
+                                              'dotted blue background"')
+    p.add_argument("--model", required=True, help="run folder of train-text2code")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--out", required=True,
+                   help="folder: codes/, samples.npz, images/, grid.png (a row per prompt)")
+
+    p = stage("text2code-study", _text2code_study,
+              "prompts for every held-out (shape, colour) and as many seen ones; the judge "
+              "scores the images' attributes against the prompts'")
+    p.add_argument("--model", required=True, help="run folder of train-text2code")
+    p.add_argument("--codes", required=True, help="extract-codes folder (the seen prompts)")
+    p.add_argument("--dit", required=True, help="run folder of train-dit")
+    p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
+    p.add_argument("--judge", required=True, help="train-judge folder")
+    p.add_argument("--out", required=True, help="text2code.json to write")
+    p.add_argument("--grid", required=True, help="PNG: one row per prompt")
 
     p = stage("real-samples", _real_samples,
               "the evaluation's floors: evaluate.samples real images of evaluate.floor_split "

@@ -515,6 +515,64 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ComposeConfig:
+    method: Literal["token", "average"] = _doc(
+        "token: each position takes a source's token; average: sampled from the weighted "
+        "average of the sources' SEM distributions at temperature tau")
+    weights: list[float] | None = _doc("probability of each source (null: uniform)")
+    tau: float = _doc("temperature of the average method (0: its argmax)", minimum=0)
+    samples: int = _doc("hybrid codes (and images) to make", minimum=1)
+    seed: int = _doc("seed of the hybrids and of the study's pairs", minimum=0)
+    source_split: str = _doc("codes split the composition study draws source pairs from")
+    pairs_per_combination: int = _doc("study: source pairs per held-out (shape, colour)",
+                                      minimum=1)
+    samples_per_pair: int = _doc("study: images per pair and method", minimum=2)
+
+
+@dataclass(frozen=True)
+class TextTrainConfig:
+    split: str = _doc("codes split with a caption column to train on")
+    steps: int = _doc("optimiser steps", minimum=1)
+    batch_size: int = _doc("(code, caption) sequences per step", minimum=1)
+    lr: float = _doc("AdamW lr after warm-up, constant (paper: 1e-5 for LLaDA-8B)",
+                     **_positive())
+    warmup_steps: int = _doc("linear lr warm-up", minimum=0)
+    clip_grad: float = _doc("gradient-norm clip", **_positive())
+    ema_decay: float = _doc("EMA decay of the sampling weights (tiny back end)", minimum=0,
+                            maximum=1)
+    seed: int = _doc("seed of init, batch order and masking", minimum=0)
+    threads: int = _doc("torch CPU threads", minimum=1)
+    checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+
+
+@dataclass(frozen=True)
+class TextSampleConfig:
+    steps: int = _doc("unmasking steps over the code span (paper: 512)", minimum=1)
+    temperature: float = _doc("Gumbel temperature of the proposals (paper: 0.2; 0: argmax)",
+                              minimum=0)
+    remasking: Literal["low_confidence", "random"] = _doc("which proposals stay masked")
+    samples: int = _doc("codes generated per prompt", minimum=1)
+    seed: int = _doc("seed of the sampler", minimum=0)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    backend: Literal["tiny", "transformers"] = _doc(
+        "tiny: a small bidirectional transformer trained from scratch; transformers: a masked "
+        "LM from a local folder (LLaDA-8B-Base) with the code tokens added")
+    model: str | None = _doc("local transformers folder (backend: transformers)")
+    trust_remote_code: bool = _doc("let transformers run the folder's model code (LLaDA)")
+    width: int = _doc("tiny back end: hidden width", minimum=8)
+    depth: int = _doc("tiny back end: transformer blocks", minimum=1)
+    heads: int = _doc("tiny back end: attention heads", minimum=1)
+    dropout: float = _doc("tiny back end: dropout", minimum=0, maximum=1)
+    caption_length: int = _doc("caption tokens after <|start_sem|> (paper: up to 640)",
+                               minimum=1)
+    train: TextTrainConfig = _doc("training")
+    sample: TextSampleConfig = _doc("generation")
+
+
+@dataclass(frozen=True)
 class SlurmConfig:
     partition: str | None = _doc("SLURM partition (null: the cluster's default)")
     account: str | None = _doc("SLURM account (null: your default)")
@@ -551,6 +609,8 @@ class PresetConfig:
     judge: JudgeConfig | None = _doc("attribute classifier scoring generated images (datasets "
                                      "with attribute columns; null: none)")
     evaluate: EvaluateConfig = _doc("FID and friends of generated images")
+    compose: ComposeConfig = _doc("codes composed from source images (`dlc compose`)")
+    text: TextConfig = _doc("text -> code masked diffusion language model")
     resources: dict[str, RuleResources] = _doc(
         "cluster resources of rules by rule name (gpu, nodes, cpus_per_task, mem_mb, runtime, "
         "array); rules not named keep the defaults in their .smk file")

@@ -24,6 +24,9 @@ DIT = config["presets"][PRESET]["dit"]
 JUDGE_DIR = f"{RESULTS}/judge"
 JUDGE = config["presets"][PRESET]["judge"]
 EVALUATE = config["presets"][PRESET]["evaluate"]
+COMPOSE = config["presets"][PRESET]["compose"]
+TEXT = config["presets"][PRESET]["text"]
+TEXT_DIR = f"{RESULTS}/text2code_model"
 GENERATE_DIR = f"{RESULTS}/generate"
 RESOURCES = config["presets"][PRESET]["resources"]
 TOY = "results/toy"
@@ -86,6 +89,8 @@ def default_targets():
         f"{VAE_DIR}/vae.json",
         f"{DIT_DIR}/decoded/samples.json",
         *evaluation_targets(),
+        f"{RESULTS}/composition.json",
+        f"{RESULTS}/text2code.json",
     ]
 
 

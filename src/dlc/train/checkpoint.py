@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 
 from dlc.io import atomic_path, read_json, sha256_file, write_bytes, write_json
 
@@ -47,9 +47,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_weights(path: Path, module: torch.nn.Module) -> None:
+    """safetensors, atomically; tensors that share memory (tied embeddings) are stored once."""
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
-                  str(tmp))
+        save_model(module, str(tmp))
 
 
 def load_weights(module: torch.nn.Module, path: str | Path,
@@ -60,8 +60,8 @@ def load_weights(module: torch.nn.Module, path: str | Path,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: trained weights not found")
     try:
-        module.load_state_dict(load_file(str(path)))
-    except (RuntimeError, OSError) as error:
+        load_model(module, str(path), strict=True)
+    except (RuntimeError, OSError, SafetensorError) as error:
         raise ValueError(f"{path}: does not fit {built_from} "
                          f"({str(error).splitlines()[0]})") from None
     return module.eval()
@@ -124,9 +124,9 @@ def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Mod
             if meta["params_sha256"] != params_sha256:
                 log.warning("%s was made with other params: starting over", folder)
                 return None
-            model.load_state_dict(load_file(str(folder / "model.safetensors")))
+            load_model(model, str(folder / "model.safetensors"), strict=True)
             if ema is not None:
-                ema.load_state_dict(load_file(str(folder / "ema.safetensors")))
+                load_model(ema, str(folder / "ema.safetensors"), strict=True)
             state = torch.load(folder / "state.pt", weights_only=False)
         except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError,
                 SafetensorError) as error:

@@ -1,0 +1,141 @@
+"""Stage `compose`: new codes made from two or more source images' codes, then images.
+
+    token    each of the L positions takes the token of one source, drawn with
+             compose.weights (uniform when null): the hybrid shares every token with a source
+    average  each position is sampled from the weighted average of the sources' SEM
+             distributions sharpened by temperature tau, p ~ (sum_s w_s p_s)^(1/tau); tau -> 0
+             takes the average's argmax, which for confident sources is one of their tokens
+
+The hybrid codes are written as a codes table (source `composed`) and decoded by the DiT
+(dit.sample.* settings) into <out>: samples.npz, images/, grid.png with the sources in the
+first row, and compose.json (sources, method, the Vendi score of the samples in the judge's
+feature space when a judge is given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlc import io as dio
+from dlc.config import ComposeConfig, PresetConfig, to_dict
+from dlc.data import codes as codes_io
+from dlc.data.sources import ImageTable
+from dlc.viz import image_grid, save_image
+
+log = logging.getLogger(__name__)
+GRID = 16   # pictures per grid row
+
+
+def source_weights(weights: list[float] | None, sources: int) -> np.ndarray:
+    if weights is None:
+        return np.full(sources, 1.0 / sources)
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != sources or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"compose.weights {weights} must be {sources} non-negative numbers "
+                         "with a positive sum (one per source)")
+    return w / w.sum()
+
+
+def mix_tokens(codes: np.ndarray, n: int, weights: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """(S, L) source codes -> (n, L) hybrids: position l of hybrid i is codes[s_il, l] with
+    s_il ~ Categorical(weights), independently."""
+    chosen = rng.choice(len(codes), size=(n, codes.shape[1]), p=weights)
+    return codes[chosen, np.arange(codes.shape[1])[None, :]]
+
+
+def sample_average(probabilities: np.ndarray, n: int, weights: np.ndarray, tau: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(S, L, V) SEM distributions -> (n, L) codes sampled from the weighted average at
+    temperature tau (tau = 0: its argmax), by Gumbel-max in float64."""
+    average = np.einsum("s,slv->lv", weights, np.asarray(probabilities, np.float64))
+    log_p = np.log(np.clip(average, 1e-300, None))
+    if tau == 0:
+        return np.broadcast_to(log_p.argmax(-1), (n, len(log_p))).copy()
+    gumbel = -np.log(-np.log(rng.uniform(size=(n, *log_p.shape))))
+    return (log_p[None] / tau + gumbel).argmax(-1)
+
+
+def _sem_probabilities(preset: PresetConfig, encoder_path, images_table, split: str,
+                       image_ids: list[str]) -> np.ndarray:
+    from dlc.stages.extract_codes import NormalizedTensor
+    from dlc.stages.train_sem import load_encoder
+
+    encoder = load_encoder(preset.sem, encoder_path).eval()
+    table = ImageTable(images_table, split)
+    rows = {image_id: i for i, image_id in enumerate(table.frame["image_id"])}
+    missing = [i for i in image_ids if i not in rows]
+    if missing:
+        raise ValueError(f"{images_table}: no images {missing} in split {split!r}")
+    to_tensor, size = NormalizedTensor(), preset.sem.backbone.img_size
+    batch = torch.stack([to_tensor(table.centred(rows[i], size)) for i in image_ids])
+    return encoder.encode(batch).numpy()
+
+
+def run(preset: PresetConfig, source_ids: list[str], codes_dir, dit_dir, vae_dir, out_dir,
+        images_table=None, encoder_path=None, judge_dir=None) -> dict:
+    cfg: ComposeConfig = preset.compose
+    out_dir = Path(out_dir)
+    if len(source_ids) < 2:
+        raise ValueError("compose needs two or more sources")
+    length, vocab = preset.sem.length, preset.sem.vocab
+    table = codes_io.read_codes(codes_dir, length, vocab)
+    missing = [i for i in source_ids if i not in set(table.image_ids)]
+    if missing:
+        raise ValueError(f"{codes_dir}: no codes for {missing}")
+    sources = np.stack([table.lookup(i) for i in source_ids]).astype(np.int64)
+    weights = source_weights(cfg.weights, len(sources))
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.method == "token":
+        hybrids = mix_tokens(sources, cfg.samples, weights, rng)
+    else:
+        if encoder_path is None or images_table is None:
+            raise ValueError("compose.method: average needs --encoder and --images (the "
+                             "sources' SEM distributions)")
+        probabilities = _sem_probabilities(preset, encoder_path, images_table,
+                                           table.metadata.get("split"), source_ids)
+        hybrids = sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)
+    metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
+                "split": "composed", "producer": {"stage": "dlc compose",
+                                                  "sources": source_ids, **to_dict(cfg)}}
+    codes_io.write_shard(out_dir / "codes" / codes_io.shard_name(0),
+                         [f"composed-{i:06d}" for i in range(len(hybrids))],
+                         np.full(len(hybrids), -1),
+                         hybrids.astype(codes_io.numpy_dtype(vocab)), metadata,
+                         source="composed")
+    dio.write_json(out_dir / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(hybrids)})
+
+    from dlc.stages import sample_dit
+
+    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
+                                                                     samples=cfg.samples))
+    sample_dit.generate(dit, preset.vae, dit_dir, out_dir / "codes", vae_dir, length, vocab,
+                        out_dir)
+    samples = np.load(out_dir / "samples.npz")["arr_0"]
+    rows = [samples[:GRID]]
+    if images_table is not None:      # the sources first, padded with white to a full row
+        originals = ImageTable(images_table, table.metadata.get("split"))
+        where = {key: i for i, key in enumerate(originals.frame["image_id"])}
+        first = np.stack([originals.centred(where[i], samples.shape[1])
+                          for i in source_ids[:GRID]])
+        rows.insert(0, np.concatenate([first, np.full((GRID - len(first), *first.shape[1:]),
+                                                      255, np.uint8)]))
+    save_image(image_grid(np.concatenate(rows), columns=GRID,
+                          scale=max(1, 64 // samples.shape[1])), out_dir / "grid.png")
+    result = {"sources": source_ids, "method": cfg.method, "weights": weights.tolist(),
+              "tau": cfg.tau, "n": len(samples),
+              "shared_with_a_source": float((hybrids[:, None] == sources[None]).any(1).mean()),
+              **dio.run_metadata({"compose": to_dict(cfg)})}
+    if judge_dir is not None:
+        from dlc.metrics.features import build_feature_space
+        from dlc.metrics.vendi import vendi_from_features
+
+        space = build_feature_space("judge", torch.device("cpu"), judge_dir=judge_dir)
+        result["vendi_judge"] = vendi_from_features(space.extract(samples)["pool"])
+    dio.write_json(out_dir / "compose.json", result)
+    return result

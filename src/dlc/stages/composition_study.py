@@ -1,0 +1,158 @@
+"""Stage `composition-study`: how often composed codes make images that carry attributes of
+both sources, measured by the attribute judge (REFERENCE.md section 9's protocol).
+
+For every (shape, colour) combination held out of training, source pairs are drawn from
+compose.source_split: A has the held-out shape in another colour, B the held-out colour on
+another shape. Each pair gives compose.samples_per_pair images per method:
+    dlc_token       token-wise mixing of A's and B's codes (compose.mix_tokens)
+    reconstruction  A's and B's own codes, decoded (upper bound of inheritance)
+    random          uniformly random codes (lower bound)
+and the judge's predictions give, per method:
+    inheritance[attr]  P(predicted value is A's or B's), beside chance |{a, b}| / classes
+    mixing             every attribute inherited, at least one only from A, one only from B
+    novel              the held-out (shape, colour) itself: a combination never trained on
+    vendi              Vendi score of each pair's samples (judge features), averaged
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlc import io as dio
+from dlc.config import PresetConfig, to_dict
+from dlc.data import codes as codes_io
+from dlc.data.sources import ImageTable
+from dlc.metrics.features import build_feature_space
+from dlc.metrics.vendi import vendi_from_features
+from dlc.stages.compose import mix_tokens
+from dlc.stages.train_judge import load_judge, predict
+from dlc.viz import image_grid, save_image
+
+log = logging.getLogger(__name__)
+METHODS = ("dlc_token", "reconstruction", "random")
+GRID_PAIRS = 6
+
+
+def draw_pairs(frame: pd.DataFrame, holdout: list[list[str]], per_combination: int,
+               rng: np.random.Generator) -> pd.DataFrame:
+    """Rows (a, b, shape, colour): A has the held-out shape, B the held-out colour, neither
+    both."""
+    pairs = []
+    for shape, colour in holdout:
+        a_rows = np.flatnonzero((frame["shape"] == shape) & (frame["colour"] != colour))
+        b_rows = np.flatnonzero((frame["colour"] == colour) & (frame["shape"] != shape))
+        if not len(a_rows) or not len(b_rows):
+            raise ValueError(f"no source pair for the held-out ({shape}, {colour}) in this split")
+        for a, b in zip(rng.choice(a_rows, per_combination), rng.choice(b_rows, per_combination)):
+            pairs.append({"a": int(a), "b": int(b), "shape": shape, "colour": colour})
+    return pd.DataFrame(pairs)
+
+
+def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame,
+                       classes: dict[str, list[str]], target: pd.DataFrame) -> dict:
+    """The protocol's numbers for one method; all frames row-aligned (one row per image)."""
+    inheritance, chance, only_a, only_b, inherited_all = {}, {}, [], [], []
+    for name, values in classes.items():
+        pred, va, vb = (frame[name].astype(str).to_numpy() for frame in (predicted, a, b))
+        inherited = (pred == va) | (pred == vb)
+        inheritance[name] = float(inherited.mean())
+        chance[name] = float(np.where(va == vb, 1, 2).mean() / len(values))
+        inherited_all.append(inherited)
+        only_a.append((pred == va) & (pred != vb))
+        only_b.append((pred == vb) & (pred != va))
+    mixing = (np.logical_and.reduce(inherited_all) & np.logical_or.reduce(only_a)
+              & np.logical_or.reduce(only_b))
+    novel = ((predicted["shape"].to_numpy() == target["shape"].to_numpy())
+             & (predicted["colour"].to_numpy() == target["colour"].to_numpy()))
+    return {"inheritance": inheritance, "chance": chance, "mixing": float(mixing.mean()),
+            "novel": float(novel.mean())}
+
+
+def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
+        grid) -> dict:
+    from dlc.stages import sample_dit
+
+    cfg, holdout = preset.compose, preset.data.shapes.holdout if preset.data.shapes else None
+    if not holdout:   # ImageNet: a report that says so, so that every workflow can run it
+        result = {"skipped": "the preset's data has no held-out attribute combinations"}
+        dio.write_json(out, result)
+        save_image(image_grid(np.full((1, 8, 8, 3), 255, np.uint8), columns=1), grid)
+        return result
+    length, vocab = preset.sem.length, preset.sem.vocab
+    table = codes_io.read_codes(Path(codes_dir) / cfg.source_split, length, vocab)
+    rng = np.random.default_rng(cfg.seed)
+    pairs = draw_pairs(table.frame, holdout, cfg.pairs_per_combination, rng)
+    k = cfg.samples_per_pair
+    codes, rows = [], []
+    for method in METHODS:
+        for pair in pairs.itertuples():
+            sources = table.codes[[pair.a, pair.b]].astype(np.int64)
+            if method == "dlc_token":
+                made = mix_tokens(sources, k, np.array([0.5, 0.5]), rng)
+            elif method == "reconstruction":
+                made = sources[np.arange(k) % 2]
+            else:
+                made = rng.integers(0, vocab, (k, length))
+            codes.append(made)
+            rows += [{"method": method, "pair": pair.Index, "a": pair.a, "b": pair.b}] * k
+    rows = pd.DataFrame(rows)
+    folder = Path(out).parent / "composition"
+    metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
+                "split": "composed", "producer": {"stage": "dlc composition-study",
+                                                  **to_dict(cfg)}}
+    codes_io.write_shard(folder / "codes" / codes_io.shard_name(0),
+                         [f"study-{i:06d}" for i in range(len(rows))], np.full(len(rows), -1),
+                         np.concatenate(codes).astype(codes_io.numpy_dtype(vocab)), metadata,
+                         source="composed")
+    dio.write_json(folder / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(rows)})
+    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
+                                                                     samples=len(rows)))
+    sample_dit.generate(dit, preset.vae, dit_dir, folder / "codes", vae_dir, length, vocab,
+                        folder)
+    images = np.load(folder / "samples.npz")["arr_0"]
+
+    judge, report = load_judge(judge_dir)
+    predicted = predict(judge, images, report["classes"])
+    features = build_feature_space("judge", torch.device("cpu"),
+                                   judge_dir=judge_dir).extract(images)["pool"]
+    a = table.frame.iloc[rows["a"]].reset_index(drop=True)
+    b = table.frame.iloc[rows["b"]].reset_index(drop=True)
+    target = pairs.iloc[rows["pair"]].reset_index(drop=True)
+    result = {"pairs": len(pairs), "samples_per_pair": k, "holdout": holdout,
+              "source_split": cfg.source_split, "methods": {}}
+    for method in METHODS:
+        mask = (rows["method"] == method).to_numpy()
+        scores = composition_scores(predicted[mask].reset_index(drop=True),
+                                    a[mask].reset_index(drop=True),
+                                    b[mask].reset_index(drop=True), report["classes"],
+                                    target[mask].reset_index(drop=True))
+        scores["vendi"] = float(np.mean([vendi_from_features(features[mask & (
+            rows["pair"] == p).to_numpy()]) for p in range(len(pairs))]))
+        result["methods"][method] = scores
+        log.info("%s: mixing %.3f, novel %.3f, vendi %.2f", method, scores["mixing"],
+                 scores["novel"], scores["vendi"])
+    result.update(dio.run_metadata({"compose": to_dict(cfg), "dit": to_dict(preset.dit)}))
+    dio.write_json(out, result)
+    _grid(images, rows, table, images_table, cfg.source_split, grid)
+    return result
+
+
+def _grid(images, rows: pd.DataFrame, table, images_table, split: str, path) -> None:
+    """One row per pair: A, B, then its dlc_token samples."""
+    originals = ImageTable(images_table, split)
+    where = {key: i for i, key in enumerate(originals.frame["image_id"])}
+    size = images.shape[1]
+    lines = []
+    for pair in range(min(GRID_PAIRS, rows["pair"].max() + 1)):
+        mine = rows.index[(rows["method"] == "dlc_token") & (rows["pair"] == pair)]
+        first = rows.loc[mine[0]]
+        sources = [originals.centred(where[table.image_ids[first[s]]], size) for s in "ab"]
+        lines.append(np.concatenate([np.stack(sources), images[mine]]))
+    save_image(image_grid(np.concatenate(lines), columns=len(lines[0]),
+                          scale=max(1, 64 // size)), path)

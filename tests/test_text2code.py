@@ -1,0 +1,94 @@
+"""train-text2code, text2code and the study on micro data, through both back ends."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dlc import io as dio
+from dlc.data import codes as codes_io
+from dlc.stages import text2code, train_dit
+
+from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, latents, codes)
+
+
+def write_captioned_codes(folder, preset):
+    """The setup's random codes again, now with the images' captions and attributes."""
+    frame, _ = dio.read_parquet(folder / "images.parquet")
+    for split in ("train", "test"):
+        rows = frame[frame["split"] == split]
+        old = codes_io.read_codes(folder / "codes" / split)
+        codes_io.write_shard(folder / "captioned" / split / "part-00000.parquet",
+                             rows["image_id"].tolist(), np.zeros(len(rows)), old.codes,
+                             old.metadata, columns=rows[["shape", "colour", "size",
+                                                         "background", "texture", "caption"]])
+    return folder / "captioned"
+
+
+def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, tmp_path):  # noqa: F811
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    length, vocab = preset.sem.length, preset.sem.vocab
+    run = text2code.train(preset.text, codes, length, vocab, tmp_path / "text")
+    for name in ("model.safetensors", "vocabulary.json", "meta.json", "loss.csv", "loss.png"):
+        assert (run / name).is_file(), name
+    model = text2code.TextModel.load(preset.text, run, length)
+    written = text2code.write_codes(model, ["a small red circle on a plain blue background"],
+                                    length, seed=0)
+    assert written.shape == (preset.text.sample.samples, length)
+    assert written.min() >= 0 and written.max() < vocab       # only code tokens come out
+
+    dit = train_dit.train(preset.dit, preset.vae, folder / "latents", folder / "codes",
+                          folder / "vae", length, vocab, folder / "dit")
+    out = text2code.run(preset, ["a red circle", "a large green star"], run, dit,
+                        folder / "vae", tmp_path / "prompted")
+    assert np.load(out / "samples.npz")["arr_0"].shape[0] == 2 * preset.text.sample.samples
+    assert (out / "grid.png").is_file()
+    assert codes_io.read_codes(out / "codes").frame["caption"].tolist()[0] == "a red circle"
+
+    result = text2code.study(preset, run, codes, dit, folder / "vae", folder / "judge",
+                             tmp_path / "text2code.json", tmp_path / "grid.png")
+    held = [p for p in result["prompts"] if p["held_out"]]
+    assert len(held) == len(preset.data.shapes.holdout)
+    assert set(result["held_out"]) == {*preset.judge.attributes, "all"}
+    assert json.loads((tmp_path / "text2code.json").read_text())["seen"] == result["seen"]
+
+
+def test_codes_without_captions_are_refused(setup, tmp_path):  # noqa: F811
+    preset, folder = setup
+    with pytest.raises(ValueError, match="no caption column"):
+        text2code.train(preset.text, folder / "codes", preset.sem.length, preset.sem.vocab,
+                        tmp_path / "text")
+
+
+def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F811
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    frame, _ = dio.read_parquet(folder / "images.parquet")
+    words = sorted({w for c in frame["caption"] for w in c.split()})
+    vocabulary = {"[UNK]": 0, "[PAD]": 1, "[MASK]": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]",
+                                        pad_token="[PAD]", mask_token="[MASK]")
+    torch.manual_seed(0)
+    length = preset.sem.length + 1 + preset.text.caption_length
+    bert = BertForMaskedLM(BertConfig(vocab_size=len(vocabulary), hidden_size=16,
+                                      num_hidden_layers=1, num_attention_heads=2,
+                                      intermediate_size=32, max_position_embeddings=length))
+    bert.save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(tmp_path / "bert"),
+                              train=dataclasses.replace(preset.text.train, ema_decay=0.0))
+    run = text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    assert (run / "model" / "config.json").is_file()
+    model = text2code.TextModel.load(cfg, run, preset.sem.length)
+    assert model.codes.vocab == preset.sem.vocab
+    assert model.tokenizer.convert_tokens_to_ids("red") == vocabulary["red"]   # ids kept
+    written = text2code.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    assert written.min() >= 0 and written.max() < preset.sem.vocab

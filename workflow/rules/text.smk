@@ -1,0 +1,61 @@
+# Text -> code: a masked diffusion language model over (code, caption) sequences, and the
+# built-in data's test of it on held-out attribute combinations.
+
+
+rule train_text2code:
+    """LLaDA's objective on the training codes and their captions (text.* params)."""
+    input:
+        codes=f"{CODES}/{TEXT['train']['split']}/manifest.json",
+    output:
+        meta=f"{TEXT_DIR}/meta.json",
+        loss=f"{TEXT_DIR}/loss.csv",
+        curve=f"{TEXT_DIR}/loss.png",
+    params:
+        preset=PRESET,
+        settings={key: value for key, value in TEXT.items() if key != "sample"},
+        codes=lambda wildcards, input: Path(input.codes).parents[1],
+        run=lambda wildcards, output: os.path.dirname(output.meta),
+    log:
+        f"{LOGS}/{PRESET}/train_text2code.log",
+    threads: TEXT["train"]["threads"]
+    resources:
+        **resources("train_text2code", mem_mb=8000, runtime=120),
+    conda:
+        ENV
+    shell:
+        launch("train_text2code")
+        + "dlc train-text2code --preset {params.preset} --codes {params.codes}"
+        " --out {params.run} --log {log}"
+
+
+rule text2code_study:
+    """Codes for prompts of held-out and seen (shape, colour) combinations, decoded, judged."""
+    input:
+        meta=rules.train_text2code.output.meta,
+        codes=f"{CODES}/{TEXT['train']['split']}/manifest.json",
+        model=rules.train_dit.output.model,
+        vae=rules.train_vae.output.report,
+        judge=rules.train_judge.output.report,
+    output:
+        result=f"{RESULTS}/text2code.json",
+        grid=f"{RESULTS}/text2code_grid.png",
+    params:
+        preset=PRESET,
+        settings={"sample": TEXT["sample"], "dit": DIT["sample"]},
+        run=lambda wildcards, input: os.path.dirname(input.meta),
+        codes=lambda wildcards, input: Path(input.codes).parents[1],
+        dit=lambda wildcards, input: os.path.dirname(input.model),
+        vae=lambda wildcards, input: os.path.dirname(input.vae),
+        judge=lambda wildcards, input: os.path.dirname(input.judge),
+    log:
+        f"{LOGS}/{PRESET}/text2code_study.log",
+    threads: TEXT["train"]["threads"]
+    resources:
+        **resources("text2code_study", mem_mb=8000, runtime=60),
+    conda:
+        ENV
+    shell:
+        launch("text2code_study")
+        + "dlc text2code-study --preset {params.preset} --model {params.run}"
+        " --codes {params.codes} --dit {params.dit} --vae {params.vae} --judge {params.judge}"
+        " --out {output.result} --grid {output.grid} --log {log}"
