@@ -2,6 +2,9 @@
 timeout signal with an exact resume, the output lock, and resources from the environment."""
 
 import json
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,7 +62,7 @@ def test_a_stage_runs_as_a_submitit_job_and_a_failed_job_fails_the_command(micro
     assert "failed; its log:" in log.read_text() and not (tmp_path / "probe.json").exists()
 
 
-def test_a_timed_out_training_job_requeues_and_ends_as_an_uninterrupted_run(setup):  # noqa: F811
+def test_a_signalled_training_job_requeues_and_ends_as_an_uninterrupted_run(setup):  # noqa: F811
     preset, folder = setup
     params = micro_params()
     params["presets"]["tiny"]["dit"]["train"].update(steps=300, checkpoint_every=20)
@@ -68,12 +71,22 @@ def test_a_timed_out_training_job_requeues_and_ends_as_an_uninterrupted_run(setu
             "--codes", str(folder / "codes"), "--vae", str(folder / "vae")]
     assert cli.main([*argv, "--out", str(folder / "straight")]) == 0
 
-    # A 20 s time limit with the warning signal 8 s before it: each attempt trains until the
-    # signal, checkpoints every 20 steps, requeues, and the next resumes; 300 steps need two
-    # or three attempts.
-    ex = submitit.LocalExecutor(folder / "jobs", max_num_timeout=5)
-    ex.update_parameters(timeout_min=20 / 60, signal_delay_s=8)
+    # SLURM warns a job before preemption or its time limit with a signal. Send that signal
+    # to the running task once its first checkpoint exists: submitit requeues the job and the
+    # stage resumes. (LocalJob._interrupt would signal submitit's controller, not the task.)
+    from submitit.local.local import LocalJobEnvironment
+
+    ex = submitit.LocalExecutor(folder / "jobs", max_num_timeout=3)
+    ex.update_parameters(timeout_min=10)
     job = ex.submit(jobs.StageJob([*argv, "--out", str(folder / "requeued")]))
+    pointer = folder / "requeued" / "checkpoints" / "latest"
+    deadline = time.time() + 180
+    while not pointer.is_file() and not job.done() and time.time() < deadline:
+        time.sleep(0.05)
+    assert pointer.is_file() and not job.done(), "no checkpoint to resume from before the end"
+    controller = job._process.pid
+    task = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()[0]
+    os.kill(int(task), LocalJobEnvironment._usr_sig())
     job.result()
     log = job.stdout() + (job.stderr() or "")
     assert "requeueing" in log and "resumed from" in log

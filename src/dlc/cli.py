@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
               "write codes for each prompt with the text model (text.sample.*: samples per "
               "prompt, steps, temperature, remasking) and decode them with the DiT")
     p.add_argument("prompts", nargs="+", help='captions, e.g. "a large green star on a '
-                                              'dotted blue background"')
+                                              'checkered blue background"')
     p.add_argument("--model", required=True, help="run folder of train-text2code")
     p.add_argument("--dit", required=True, help="run folder of train-dit")
     p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
