@@ -14,7 +14,6 @@ feature space when a judge is given).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -100,23 +99,14 @@ def run(preset: PresetConfig, source_ids: list[str], codes_dir, dit_dir, vae_dir
         probabilities = _sem_probabilities(preset, encoder_path, images_table,
                                            table.metadata.get("split"), source_ids)
         hybrids = sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)
+    from dlc.stages.sample_dit import decode_codes
+
     metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
                 "split": "composed", "producer": {"stage": "dlc compose",
                                                   "sources": source_ids, **to_dict(cfg)}}
-    codes_io.write_shard(out_dir / "codes" / codes_io.shard_name(0),
-                         [f"composed-{i:06d}" for i in range(len(hybrids))],
-                         np.full(len(hybrids), -1),
-                         hybrids.astype(codes_io.numpy_dtype(vocab)), metadata,
-                         source="composed")
-    dio.write_json(out_dir / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(hybrids)})
-
-    from dlc.stages import sample_dit
-
-    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
-                                                                     samples=cfg.samples))
-    sample_dit.generate(dit, preset.vae, dit_dir, out_dir / "codes", vae_dir, length, vocab,
-                        out_dir)
-    samples = np.load(out_dir / "samples.npz")["arr_0"]
+    samples = decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, hybrids,
+                           [f"composed-{i:06d}" for i in range(len(hybrids))], metadata,
+                           out_dir, "composed")
     rows = [samples[:GRID]]
     if images_table is not None:      # the sources first, padded with white to a full row
         originals = ImageTable(images_table, table.metadata.get("split"))

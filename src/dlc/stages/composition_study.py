@@ -16,7 +16,6 @@ and the judge's predictions give, per method:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from dlc.data.sources import ImageTable
 from dlc.metrics.features import build_feature_space
 from dlc.metrics.vendi import vendi_from_features
 from dlc.stages.compose import mix_tokens
+from dlc.stages.sample_dit import decode_codes
 from dlc.stages.train_judge import load_judge, predict
 from dlc.viz import image_grid, save_image
 
@@ -76,8 +76,6 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
 
 def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
         grid) -> dict:
-    from dlc.stages import sample_dit
-
     cfg, holdout = preset.compose, preset.data.shapes.holdout if preset.data.shapes else None
     if not holdout:   # ImageNet: a report that says so, so that every workflow can run it
         result = {"skipped": "the preset's data has no held-out attribute combinations"}
@@ -102,20 +100,12 @@ def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_d
             codes.append(made)
             rows += [{"method": method, "pair": pair.Index, "a": pair.a, "b": pair.b}] * k
     rows = pd.DataFrame(rows)
-    folder = Path(out).parent / "composition"
     metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
                 "split": "composed", "producer": {"stage": "dlc composition-study",
                                                   **to_dict(cfg)}}
-    codes_io.write_shard(folder / "codes" / codes_io.shard_name(0),
-                         [f"study-{i:06d}" for i in range(len(rows))], np.full(len(rows), -1),
-                         np.concatenate(codes).astype(codes_io.numpy_dtype(vocab)), metadata,
-                         source="composed")
-    dio.write_json(folder / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(rows)})
-    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
-                                                                     samples=len(rows)))
-    sample_dit.generate(dit, preset.vae, dit_dir, folder / "codes", vae_dir, length, vocab,
-                        folder)
-    images = np.load(folder / "samples.npz")["arr_0"]
+    images = decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, np.concatenate(codes),
+                          [f"study-{i:06d}" for i in range(len(rows))], metadata,
+                          Path(out).parent / "composition", "composed")
 
     judge, report = load_judge(judge_dir)
     predicted = predict(judge, images, report["classes"])

@@ -15,6 +15,7 @@ code order:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io as bytes_io
 import logging
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from dlc import io as dio
 from dlc.config import DiTConfig, VAEConfig, to_dict
+from dlc.data import codes as codes_io
 from dlc.data.codes import read_codes
 from dlc.data.sources import ImageTable
 from dlc.models.vae import decode, load_vae
@@ -120,6 +122,23 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
                                                    range(len(starts))],
                "vae": vae_location(vae_cfg, vae_dir), **dio.run_metadata({"dit": to_dict(cfg)})}
     return assemble(out_dir, batches, summary, images, codes.frame.iloc[:n], judge)
+
+
+def decode_codes(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir, vae_dir, codes: np.ndarray,
+                 image_ids: list[str], metadata: dict, out_dir: str | Path, source: str,
+                 columns: pd.DataFrame | None = None) -> np.ndarray:
+    """Made codes (composed, written from text, ...) as <out>/codes (one shard and a
+    manifest), then every one of them decoded into <out> as `generate` does; the images."""
+    out_dir = Path(out_dir)
+    length, vocab = metadata["L"], metadata["V"]
+    codes_io.write_shard(out_dir / "codes" / codes_io.shard_name(0), image_ids,
+                         np.full(len(codes), -1), codes.astype(codes_io.numpy_dtype(vocab)),
+                         metadata, columns=columns, source=source)
+    dio.write_json(out_dir / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(codes)})
+    every = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample,
+                                                                samples=len(codes)))
+    generate(every, vae_cfg, model_dir, out_dir / "codes", vae_dir, length, vocab, out_dir)
+    return np.load(out_dir / "samples.npz")["arr_0"]
 
 
 def assemble(out_dir: Path, batches: list[Path], summary: dict,

@@ -194,24 +194,15 @@ def write_codes(model: TextModel, prompts: list[str], length: int, seed: int) ->
 
 def _decode(preset: PresetConfig, codes: np.ndarray, prompts: list[str], dit_dir, vae_dir,
             out_dir: Path) -> np.ndarray:
-    from dlc.stages import sample_dit
+    from dlc.stages.sample_dit import decode_codes
 
-    vocab, length = preset.sem.vocab, preset.sem.length
-    metadata = {"L": length, "V": vocab, "dataset": None, "split": "text",
+    metadata = {"L": preset.sem.length, "V": preset.sem.vocab, "dataset": None, "split": "text",
                 "producer": {"stage": "dlc text2code", **to_dict(preset.text.sample)}}
-    k = preset.text.sample.samples
-    codes_io.write_shard(out_dir / "codes" / codes_io.shard_name(0),
-                         [f"text-{i:06d}" for i in range(len(codes))], np.full(len(codes), -1),
-                         codes.astype(codes_io.numpy_dtype(vocab)), metadata,
-                         columns=pd.DataFrame({"caption": [p for p in prompts
-                                                           for _ in range(k)]}),
-                         source="text")
-    dio.write_json(out_dir / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(codes)})
-    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
-                                                                     samples=len(codes)))
-    sample_dit.generate(dit, preset.vae, dit_dir, out_dir / "codes", vae_dir, length, vocab,
-                        out_dir)
-    return np.load(out_dir / "samples.npz")["arr_0"]
+    captions = pd.DataFrame({"caption": [p for p in prompts
+                                         for _ in range(preset.text.sample.samples)]})
+    return decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, codes,
+                        [f"text-{i:06d}" for i in range(len(codes))], metadata, out_dir,
+                        "text", captions)
 
 
 def run(preset: PresetConfig, prompts: list[str], model_dir, dit_dir, vae_dir,
