@@ -31,8 +31,33 @@ EFFNET_NAME = "dlc-efficientnet-lite0"
 JUDGE_NAME = "dlc-judge"
 
 
-class EfficientNetLite0Features(FeatureExtractorBase):
+class OneFeature(FeatureExtractorBase):
+    """torch-fidelity's extractor interface for a network with one feature vector, named
+    FEATURE, used for every metric; not compiled."""
+
+    FEATURE = ""
+
+    @classmethod
+    def get_provided_features_list(cls):
+        return (cls.FEATURE,)
+
+    @classmethod
+    def get_default_feature_layer_for_metric(cls, metric):
+        return cls.FEATURE
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+
+
+class EfficientNetLite0Features(OneFeature):
     """uint8 (B, 3, H, W) -> mean-pooled last conv features (B, 1280)."""
+
+    FEATURE = "1280"
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None,
                  resolution: int = 96, **kwargs):
@@ -43,22 +68,6 @@ class EfficientNetLite0Features(FeatureExtractorBase):
             "efficientnet-lite0", weights_path=feature_extractor_weights_path or effnet_weights())
         self.resolution = resolution
 
-    @staticmethod
-    def get_provided_features_list():
-        return ("1280",)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "1280"
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 96, 96, dtype=torch.uint8)
-
     def forward(self, images):
         x = F.interpolate(images.float(), size=(self.resolution, self.resolution),
                           mode="bilinear", align_corners=False, antialias=True)
@@ -67,8 +76,10 @@ class EfficientNetLite0Features(FeatureExtractorBase):
         return (features,)
 
 
-class JudgeFeatures(FeatureExtractorBase):
+class JudgeFeatures(OneFeature):
     """uint8 (B, 3, H, W) -> the attribute judge's pooled features; weights path: its folder."""
+
+    FEATURE = "pool"
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
@@ -82,23 +93,6 @@ class JudgeFeatures(FeatureExtractorBase):
             raise ValueError(f"{feature_extractor_weights_path}: this preset has no judge "
                              f"({report['reason']})")
         self.judge = judge
-        self.feature_width = judge.feature_dim
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("pool",)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "pool"
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
 
     def forward(self, images):
         return (self.judge.features(images.float() / 127.5 - 1.0),)
