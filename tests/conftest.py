@@ -89,3 +89,34 @@ def preempted_at(stage_module, call: int):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stage_module, "update_ema", update_or_crash)
         yield
+
+
+def _ddp_process(rank: int, port: int, train, args: tuple) -> None:
+    import torch.distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    train(*args)
+    torch.distributed.destroy_process_group()
+
+
+def two_process_ddp(train, *args) -> None:
+    """train(*args) in two processes joined by gloo on CPU, as torchrun would start them."""
+    import socket
+
+    import torch.multiprocessing
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_process, args=(port, train, args), nprocs=2, join=True)
+
+
+def assert_close_weights(a_file, b_file, atol: float) -> None:
+    """Two safetensors files hold the same tensors, equal within atol."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(a_file)), load_file(str(b_file))
+    assert a.keys() == b.keys()
+    worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    assert worst < atol, f"{a_file} and {b_file} differ by {worst}"

@@ -70,7 +70,8 @@ def test_corrupt_masks_at_rate_m():
     process = AbsorbingDiffusion(VOCAB)
     clean = torch.zeros(4000, 64, dtype=torch.long)
     t = torch.full((4000,), 0.4)
-    noisy = process.corrupt(clean, t, torch.Generator().manual_seed(0))
+    uniform = torch.rand(clean.shape, generator=torch.Generator().manual_seed(0))
+    noisy = process.corrupt(clean, t, uniform)
     assert (noisy == VOCAB).double().mean().item() == pytest.approx(0.4 * (1 - 1e-3), abs=3e-3)
     assert set(noisy.unique().tolist()) == {0, VOCAB}
 
@@ -80,7 +81,7 @@ def test_score_entropy_is_nonnegative_and_zero_at_the_conditional_truth():
     generator = torch.Generator().manual_seed(0)
     clean = torch.randint(0, VOCAB, (64, LENGTH), generator=generator)
     t = torch.rand(64, generator=generator) * 0.98 + 0.01
-    noisy = process.corrupt(clean, t, generator)
+    noisy = process.corrupt(clean, t, torch.rand(clean.shape, generator=generator))
     random_scores = torch.randn(64, LENGTH, VOCAB, generator=generator)
     assert (process.score_entropy(random_scores, noisy, clean, t) >= 0).all()
     m = process.noise.mask_prob(t)[:, None, None]

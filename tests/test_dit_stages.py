@@ -14,7 +14,7 @@ from dlc.data import codes as codes_io
 from dlc.models import vae as vae_lib
 from dlc.stages import cache_latents, data, sample_dit, train_dit, train_judge, train_vae
 
-from .conftest import preempted_at
+from .conftest import assert_close_weights, preempted_at, two_process_ddp
 
 
 @pytest.fixture
@@ -122,24 +122,20 @@ def test_sampling_split_over_tasks_assembles_in_code_order(setup):
         sample_dit.generate(*args, folder / "x", None, 2, 2)
 
 
-def _ddp_worker(rank: int, preset, folder, port: int) -> None:
-    import os
-
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    train(preset, folder, "ddp")
-    torch.distributed.destroy_process_group()
-
-
-def test_two_processes_train_with_ddp_on_cpu(setup):
-    """gloo on CPU: two processes split each global batch and rank 0 writes the run."""
-    import socket
-
+def test_two_processes_with_ddp_train_what_one_process_trains(setup):
+    """gloo on CPU: two processes split each global batch, draw the global batch's noise,
+    times and dropped codes and keep their halves, and rank 0 writes the run; the weights
+    equal one process's on the same global batches up to the float order of the gradient
+    all-reduce."""
     preset, folder = setup
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(preset, folder, port), nprocs=2, join=True)
+    two_process_ddp(train, preset, folder, "ddp")
     meta = json.loads((folder / "ddp" / "meta.json").read_text())
     assert meta["final"]["step"] == preset.dit.train.steps
     assert (folder / "ddp" / "samples.png").is_file()
+    single = train(preset, folder, "single") / "model.safetensors"
+    assert_close_weights(single, folder / "ddp" / "model.safetensors", atol=1e-5)
+    single = load_file(str(single))
+    torch.manual_seed(preset.dit.train.seed)  # the initial weights of both runs
+    initial = train_dit.build_model(preset.dit, meta["latent_shape"], preset.sem.length,
+                                    preset.sem.vocab).state_dict()
+    assert max((single[k] - initial[k]).abs().max().item() for k in single) > 1e-3

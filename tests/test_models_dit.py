@@ -89,7 +89,8 @@ def test_code_changes_the_output_once_trained_layers_are_nonzero():
 
 def test_null_code_dropout_replaces_whole_codes_at_the_rate():
     codes = torch.randint(0, V, (20_000, L))
-    dropped = null_code_dropout(codes, 0.1, V, torch.Generator().manual_seed(0))
+    dropped = null_code_dropout(codes, 0.1, V,
+                                torch.rand(len(codes), generator=torch.Generator().manual_seed(0)))
     nulled = (dropped == V).all(dim=1)
     kept = (dropped == codes).all(dim=1)
     assert (nulled | kept).all()                      # a whole code or nothing

@@ -57,7 +57,8 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     codes = torch.randint(0, 4, (32, LENGTH))  # only tokens 0..3 occur: learnable at once
     t = torch.rand(32) * 0.9 + 0.05
-    noisy = process.corrupt(codes, t, torch.Generator().manual_seed(0))
+    uniform = torch.rand(codes.shape, generator=torch.Generator().manual_seed(0))
+    noisy = process.corrupt(codes, t, uniform)
     sigma = process.noise.total(t)
     losses = []
     for _ in range(5):

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from dlc.data import codes as codes_io
 from dlc.stages import sample_codes, train_sedd
 
-from .conftest import preempted_at
+from .conftest import assert_close_weights, preempted_at, two_process_ddp
 
 
 def write_codes(folder, split, n, length, vocab, seed):
@@ -81,6 +81,22 @@ def test_resume_after_a_crash_equals_uninterrupted_training(setup):
     a, b = (load_file(str(p / "model.safetensors")) for p in (straight, resumed))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_two_processes_with_ddp_train_what_one_process_trains(setup):
+    """Times and masks are drawn for the global batch and split by rank, so two processes
+    train one process's model (dropout off: its masks are drawn inside each process)."""
+    import dataclasses
+
+    cfg, folder, length, vocab = setup
+    cfg = dataclasses.replace(cfg, dropout=0.0)
+    args = (cfg, folder / "codes" / "train", length, vocab)
+    two_process_ddp(train_sedd.train, *args, folder / "ddp")
+    single = train_sedd.train(*args, folder / "single")
+    assert_close_weights(single / "model.safetensors", folder / "ddp" / "model.safetensors",
+                         atol=1e-5)
+    ddp_loss = pd.read_csv(folder / "ddp" / "loss.csv")["loss"]   # rank 0's half batch
+    assert not np.allclose(ddp_loss, pd.read_csv(single / "loss.csv")["loss"])
 
 
 def test_codes_of_another_shape_are_refused(setup):

@@ -53,10 +53,12 @@ class AbsorbingDiffusion:
 
     # -- forward process ----------------------------------------------------------------------
     def corrupt(self, tokens: torch.Tensor, t: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_t: every token independently replaced by the mask with probability m(t)."""
-        draw = torch.rand(tokens.shape, generator=generator, device=tokens.device)
-        masked = draw < self.noise.mask_prob(t)[:, None]
+                uniform: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t: every token independently replaced by the mask with probability m(t);
+        `uniform` (tokens' shape, U(0, 1)) are the draws, fresh ones when not given."""
+        if uniform is None:
+            uniform = torch.rand(tokens.shape, device=tokens.device)
+        masked = uniform < self.noise.mask_prob(t)[:, None]
         return torch.where(masked, torch.full_like(tokens, self.mask), tokens)
 
     # -- loss -----------------------------------------------------------------------------------

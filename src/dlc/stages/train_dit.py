@@ -32,7 +32,7 @@ from dlc.models.dit import SIZES, DiT
 from dlc.models.vae import decode, load_vae
 from dlc.stages.train_vae import REPORT, vae_location
 from dlc.train import checkpoint, distributed
-from dlc.train.batches import EpochOrder, StepBatches
+from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
@@ -49,10 +49,10 @@ def build_model(cfg: DiTConfig, latent_shape, length: int, vocab: int,
 
 
 def null_code_dropout(codes: torch.Tensor, probability: float, null_token: int,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each row's whole code becomes the null code with `probability` (CFG training)."""
-    dropped = torch.rand(len(codes), generator=generator, device=codes.device) < probability
-    return torch.where(dropped[:, None], null_token, codes)
+                      uniform: torch.Tensor) -> torch.Tensor:
+    """Each row's whole code becomes the null code with `probability` (CFG training);
+    `uniform` holds one U(0, 1) draw per row."""
+    return torch.where((uniform < probability)[:, None], null_token, codes)
 
 
 def build_process(cfg: DiTConfig) -> GaussianDiffusion:
@@ -142,11 +142,13 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         latents, batch_codes = pairs.batch([order(k) for k in numbers])
         latents = latents.to(procs.device, non_blocking=True)
         batch_codes = batch_codes.to(procs.device, non_blocking=True)
-        kwargs = {}
+        # drawn for the global batch, so any number of processes trains the same model
+        draws = StepRandom(t.seed, step, procs.rank, procs.world, procs.device)
+        kwargs = {"noise": draws.randn(t.batch_size, *latents.shape[1:])}
         if condition == "code":
-            kwargs["codes"] = null_code_dropout(batch_codes, cfg.null_code_prob, vocab)
-        timesteps = torch.randint(0, process.num_timesteps, (len(latents),),
-                                  device=procs.device)
+            kwargs["codes"] = null_code_dropout(batch_codes, cfg.null_code_prob, vocab,
+                                                draws.rand(t.batch_size))
+        timesteps = draws.randint(process.num_timesteps, t.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
         terms = process.training_losses(network_fp32, latents, timesteps, **kwargs)

@@ -24,7 +24,7 @@ from dlc.data.codes import read_codes
 from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.models.sedd import SIZES, SEDDTransformer
 from dlc.train import checkpoint, distributed
-from dlc.train.batches import EpochOrder, StepBatches
+from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
 from dlc.viz import loss_curve
@@ -83,8 +83,10 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
                     disable=not procs.main)
     for step, numbers in enumerate(progress, start=start):
         clean = data[[order(k) for k in numbers]].to(procs.device, non_blocking=True)
-        time = eps + (1 - eps) * torch.rand(len(clean), device=procs.device)
-        noisy = process.corrupt(clean, time)
+        # drawn for the global batch, so any number of processes trains the same model
+        draws = StepRandom(t.seed, step, procs.rank, procs.world, procs.device)
+        time = eps + (1 - eps) * draws.rand(t.batch_size)
+        noisy = process.corrupt(clean, time, draws.rand(t.batch_size, length))
         for group in optimizer.param_groups:
             group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
         with autocast:

@@ -25,7 +25,7 @@ from dlc.data.multicrop import MultiCropDataset, collate_crops
 from dlc.data.sources import ImageTable
 from dlc.models.sem import SEMEncoder, build_backbone
 from dlc.train import checkpoint, distributed, ssl
-from dlc.train.batches import StepBatches
+from dlc.train.batches import StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema
 from dlc.viz import pyplot, save_figure
 
@@ -112,14 +112,23 @@ def _schedules(cfg: SEMConfig, step: int, batch_size: int) -> dict[str, float]:
     }
 
 
+def _patch_mask(cfg: SEMConfig, teacher: SEMEncoder, draws: StepRandom) -> tuple:
+    """iBOT's mask of this process's global crops (crop-major, as the crops), drawn for the
+    global batch, and the global batch's count of masked crops per process (the loss's
+    denominator, so that DDP's mean over processes is the one-process loss)."""
+    patches = (cfg.crops.global_size // teacher.backbone.patch_embed.patch_size[0]) ** 2
+    whole = ssl.random_patch_mask(2 * cfg.train.batch_size, patches, cfg.loss.ibot_mask_prob,
+                                  tuple(cfg.loss.ibot_mask_ratio), draws.generator)
+    by_crop = whole.view(2, cfg.train.batch_size, patches)
+    mask = torch.cat([draws.rows(crops) for crops in by_crop])
+    return mask, whole.any(1).sum() / draws.world
+
+
 def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops, local_crops,
-          centers: dict, temps: dict) -> dict[str, torch.Tensor]:
-    batch = global_crops.shape[0] // 2
+          centers: dict, temps: dict, draws: StepRandom) -> dict[str, torch.Tensor]:
     mask = None
     if cfg.loss.ibot_weight > 0:
-        patches = (cfg.crops.global_size // teacher.backbone.patch_embed.patch_size[0]) ** 2
-        mask = ssl.random_patch_mask(2 * batch, patches, cfg.loss.ibot_mask_prob,
-                                     tuple(cfg.loss.ibot_mask_ratio)).to(global_crops.device)
+        mask, masked_crops = _patch_mask(cfg, teacher, draws)
     with torch.no_grad():
         t_out = teacher(global_crops)
         t_logits = teacher.dino_head(t_out["embedding"])
@@ -136,7 +145,7 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
             t_patch = ssl.teacher_probabilities(t_patch, centers["ibot"], temps["teacher_temp"],
                                                 cfg.head.center_momentum)
         terms["ibot"] = ssl.ibot_loss(s_out["patch_logits"], t_patch, mask,
-                                      cfg.head.student_temp)
+                                      cfg.head.student_temp, masked_crops)
         loss = loss + cfg.loss.ibot_weight * terms["ibot"]
     return {"loss": loss, **terms}
 
@@ -196,8 +205,10 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
                                                                      non_blocking=True)
         local_crops = (local_crops.transpose(0, 1).flatten(0, 1).to(procs.device)
                        if cfg.crops.local_crops else None)
+        draws = StepRandom(cfg.train.seed, step, procs.rank, procs.world, procs.device)
         with autocast:
-            terms = _loss(cfg, student, teacher, global_crops, local_crops, centers, temps)
+            terms = _loss(cfg, student, teacher, global_crops, local_crops, centers, temps,
+                          draws)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         grad_norm = nn.utils.clip_grad_norm_(encoder.parameters(), cfg.train.clip_grad)

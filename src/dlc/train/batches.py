@@ -1,9 +1,16 @@
-"""Batches addressed by step, so that the data position of a run is just its step.
+"""Batches and their random draws addressed by step, so that the data position of a run is
+just its step.
 
 Sample number k (k = step * batch_size + position in the global batch) is item
 perm_e[k mod N] of epoch e = k // N, with perm_e a permutation seeded by (seed, e). Every
 process and every worker computes the same mapping, and a resumed run sees exactly the
 batches it would have seen.
+
+The per-sample draws of a step (diffusion times, noise, dropped codes, patch masks) come from
+`StepRandom`: a generator seeded by (seed, step) draws them for the whole global batch and
+each process keeps its own rows. So g processes draw what one process draws for the same
+global batch, and DDP on g processes trains the model one process would (up to the order of
+the float sums in the gradient all-reduce).
 """
 
 from __future__ import annotations
@@ -44,3 +51,41 @@ class StepBatches(torch.utils.data.Sampler):
         for step in range(self.start, self.steps):
             first = step * self.batch_size + self.rank * self.local
             yield list(range(first, first + self.local))
+
+
+def _seed(*numbers: int) -> int:
+    return int(np.random.SeedSequence(list(numbers)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class StepRandom:
+    """The random draws of one step for the whole global batch (first dimension), of which this
+    process gets its rows: rows rank * B / g ... (rank + 1) * B / g, as in StepBatches.
+
+    Creating it also seeds torch's global generator by (seed, step, rank), for what happens
+    inside the network (dropout, drop path): those masks differ between processes and a
+    resumed run redraws them exactly, but they are per process, so they are the one thing DDP
+    does not share with a single process.
+    """
+
+    def __init__(self, seed: int, step: int, rank: int = 0, world: int = 1,
+                 device: torch.device | str = "cpu"):
+        self.rank, self.world, self.device = rank, world, torch.device(device)
+        self.generator = torch.Generator(self.device).manual_seed(_seed(seed, step))
+        torch.manual_seed(_seed(seed, step, rank, 1))
+
+    def rows(self, whole: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a tensor over the global batch."""
+        if len(whole) % self.world:
+            raise ValueError(f"global batch {len(whole)} is not divisible by the "
+                             f"{self.world} processes")
+        return whole.chunk(self.world)[self.rank]
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return self.rows(torch.rand(shape, generator=self.generator, device=self.device))
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return self.rows(torch.randn(shape, generator=self.generator, device=self.device))
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        return self.rows(torch.randint(0, high, shape, generator=self.generator,
+                                       device=self.device))

@@ -35,12 +35,13 @@ def warmup_cosine(step: int, total: int, peak: float, end: float, warmup: int) -
     return cosine(step - warmup, total - warmup, peak, end)
 
 
-def _mean_over_processes(x: torch.Tensor) -> torch.Tensor:
+def _mean_over_processes(rows: torch.Tensor) -> torch.Tensor:
+    """The mean of the rows of every process together (their counts may differ: iBOT's
+    masked patches), so that DDP centres the teacher as one process would."""
+    total = torch.cat([rows.sum(0), rows.new_tensor([len(rows)])])
     if dist.is_available() and dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x)
-        x /= dist.get_world_size()
-    return x
+        dist.all_reduce(total)
+    return total[:-1] / total[-1]
 
 
 @torch.no_grad()
@@ -48,7 +49,7 @@ def teacher_probabilities(teacher_logits: torch.Tensor, center: torch.Tensor, te
                           center_momentum: float) -> torch.Tensor:
     """softmax((t - center) / temp); then center <- m * center + (1 - m) * mean(t)."""
     probabilities = torch.softmax((teacher_logits.float() - center) / temp, dim=-1)
-    batch_mean = _mean_over_processes(teacher_logits.float().mean(0))
+    batch_mean = _mean_over_processes(teacher_logits.float())
     center.mul_(center_momentum).add_(batch_mean, alpha=1 - center_momentum)
     return probabilities
 
@@ -69,16 +70,20 @@ def dino_loss(student_logits: list[torch.Tensor], teacher_probs: list[torch.Tens
 
 
 def ibot_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor,
-              student_temp: float) -> torch.Tensor:
+              student_temp: float, masked_images: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy on the masked patches (M, K) of a (B, N) mask, in mask.nonzero() order:
-    the mean over each image's masked patches, then over the images that have any."""
+    the mean over each image's masked patches, summed over images and divided by
+    `masked_images` (by default the number of images with any masked patch: the mean over
+    them; under DDP, the global batch's count over the number of processes)."""
     log_p = F.log_softmax(student_logits.float() / student_temp, dim=-1)
     per_patch = -(teacher_probs * log_p).sum(-1)                      # (M,)
     counts = mask.sum(1)                                               # (B,)
     if per_patch.numel() == 0:
         return student_logits.sum() * 0.0
+    if masked_images is None:
+        masked_images = (counts > 0).sum()
     image = mask.nonzero()[:, 0]
-    return (per_patch / counts[image]).sum() / (counts > 0).sum()
+    return (per_patch / counts[image]).sum() / masked_images
 
 
 def koleo_loss(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -95,8 +100,10 @@ def random_patch_mask(batch: int, patches: int, mask_prob: float, ratio: tuple[f
     """(B, N) bool: a fraction mask_prob of the images get a ratio ~ U(ratio) of their patches
     masked, chosen uniformly (iBOT; DINOv2 draws blocks, uniform patches are the simpler
     variant of the same objective)."""
-    masked_images = torch.rand(batch, generator=generator) < mask_prob
-    ratios = ratio[0] + (ratio[1] - ratio[0]) * torch.rand(batch, generator=generator)
+    device = generator.device if generator is not None else None
+    masked_images = torch.rand(batch, generator=generator, device=device) < mask_prob
+    ratios = ratio[0] + (ratio[1] - ratio[0]) * torch.rand(batch, generator=generator,
+                                                           device=device)
     counts = (ratios * patches).round().long() * masked_images
-    order = torch.rand(batch, patches, generator=generator).argsort(-1)
+    order = torch.rand(batch, patches, generator=generator, device=device).argsort(-1)
     return order < counts[:, None]
