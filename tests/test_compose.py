@@ -125,15 +125,32 @@ def test_pairs_surround_each_held_out_combination():
 
 
 def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
+    """With the continuous baseline: a DiT trained on the codes table's features column."""
     preset, folder = setup
-    run = train_dit.train(preset.dit, preset.vae, folder / "latents", folder / "codes",
-                          folder / "vae", preset.sem.length, preset.sem.vocab, folder / "dit")
+    args = (preset.dit, preset.vae, folder / "latents", folder / "codes", folder / "vae",
+            preset.sem.length, preset.sem.vocab)
+    run = train_dit.train(*args, folder / "dit")
+    baseline = train_dit.train(*args, folder / "dit_features", "features")
     result = composition_study.run(preset, folder / "codes", run, folder / "vae",
                                    folder / "images.parquet", folder / "judge",
-                                   tmp_path / "composition.json", tmp_path / "grid.png")
+                                   tmp_path / "composition.json", tmp_path / "grid.png",
+                                   baseline)
     cfg = preset.compose
     assert result["pairs"] == cfg.pairs_per_combination * len(preset.data.shapes.holdout)
-    assert set(result["methods"]) == {"dlc_token", "reconstruction", "random"}
+    assert set(result["methods"]) == {"dlc_token", "reconstruction", "random",
+                                      "continuous_average", "continuous_reconstruction"}
+    made = codes_io.read_codes(tmp_path / "composition_continuous" / "codes", features=True)
+    table = codes_io.read_codes(folder / "codes" / cfg.source_split, features=True)
+    k, pairs = cfg.samples_per_pair, result["pairs"]
+    assert made.features.shape == (2 * pairs * k, table.features.shape[1])
+    drawn = composition_study.draw_pairs(table.frame, preset.data.shapes.holdout,
+                                         cfg.pairs_per_combination,
+                                         np.random.default_rng(cfg.seed))
+    a, b = table.features[[drawn["a"][0], drawn["b"][0]]].astype(np.float32)
+    assert (made.features[:k] == made.features[0]).all()          # one mean, k seeds
+    np.testing.assert_allclose(made.features[0], (a + b) / 2, atol=2e-3)
+    average = pairs * k   # then the sources' own features, alternately
+    assert np.array_equal(made.features[average:average + 2], np.stack([a, b]))
     for scores in result["methods"].values():
         assert 0 <= scores["mixing"] <= 1 and 0 <= scores["novel"] <= 1
         assert set(scores["inheritance"]) == set(preset.judge.attributes)

@@ -31,13 +31,15 @@ def setup(micro_config, tmp_path):
     length, vocab = preset.sem.length, preset.sem.vocab
     for split in ("train", "test"):
         rows = frame[frame["split"] == split]
-        codes = np.random.default_rng(len(rows)).integers(0, vocab, (len(rows), length))
+        rng = np.random.default_rng(len(rows))
+        codes = rng.integers(0, vocab, (len(rows), length))
         meta = {"L": length, "V": vocab, "producer": "test", "dataset": "shapes",
                 "split": split}
         codes_io.write_shard(tmp_path / "codes" / split / "part-00000.parquet",
                              rows["image_id"].tolist(), np.zeros(len(rows)),
                              codes.astype(np.uint8), meta,
-                             columns=rows[["shape", "colour", "size", "background", "texture"]])
+                             columns=rows[["shape", "colour", "size", "background", "texture"]],
+                             features=rng.normal(size=(len(rows), 12)))
     train_judge.train(preset.judge, tmp_path / "images.parquet", 32, tmp_path / "judge")
     return preset, tmp_path
 

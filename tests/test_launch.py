@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from dlc import cli
 from dlc import io as dio
+from dlc.config import SlurmConfig
 from dlc.launch import jobs
 from dlc.stages import train_dit
 
@@ -131,3 +132,31 @@ def test_sampling_array_tasks_cover_every_index_once(setup, tmp_path):  # noqa: 
     covered = np.concatenate([np.arange(first, last + 1) for first, last in rows])
     assert sorted(covered.tolist()) == list(range(n))
     assert np.load(out / "samples.npz")["arr_0"].shape[0] == n
+
+
+def test_the_sbatch_script_carries_the_rule_resources_and_the_cluster_settings(tmp_path,
+                                                                                monkeypatch):
+    """The SLURM job script the slurm launcher would submit (a fake `srun` on PATH lets
+    submitit build it here): GPUs, one task per GPU, nodes, CPUs, memory, time, where to run,
+    and the warning signal that makes the job requeue before its time limit."""
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    resources = jobs.JobResources(gpu=4, nodes=2, cpus_per_task=32, mem_mb=256000,
+                                  runtime=1440)
+    slurm = SlurmConfig(partition="gpu", account="vision", qos="high",
+                             constraint="h100", max_requeues=3, signal_delay_s=300)
+    executor = jobs.executor("slurm", tmp_path / "logs", "train_sem", resources, slurm)
+    script = executor._executor._make_submission_file_text("python -m job", "uid")
+    lines = set(script.splitlines())
+    for expected in ("#SBATCH --job-name=train_sem", "#SBATCH --nodes=2",
+                     "#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4",
+                     "#SBATCH --cpus-per-task=8", "#SBATCH --mem=256GB",
+                     "#SBATCH --time=1440", "#SBATCH --partition=gpu",
+                     "#SBATCH --account=vision", "#SBATCH --qos=high",
+                     "#SBATCH --constraint=h100", "#SBATCH --signal=USR2@300"):
+        assert expected in lines, f"{expected} not in\n{script}"
+    assert any(line.startswith("srun ") for line in lines)
+    assert executor._executor.max_num_timeout == 3

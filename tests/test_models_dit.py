@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from dlc.models.dit import (SIZES, DiT, DiTSize, forward_flops, math_flops_per_image,
                             parameter_count, sincos_2d)
-from dlc.stages.train_dit import null_code_dropout
+from dlc.stages.train_dit import null_condition_dropout
 
 L, V = 6, 10
 
@@ -87,11 +87,30 @@ def test_code_changes_the_output_once_trained_layers_are_nonzero():
     assert not torch.allclose(a, b)
 
 
-def test_null_code_dropout_replaces_whole_codes_at_the_rate():
+def test_null_condition_dropout_replaces_whole_codes_at_the_rate():
     codes = torch.randint(0, V, (20_000, L))
-    dropped = null_code_dropout(codes, 0.1, V,
-                                torch.rand(len(codes), generator=torch.Generator().manual_seed(0)))
+    uniform = torch.rand(len(codes), generator=torch.Generator().manual_seed(0))
+    dropped = null_condition_dropout(codes, 0.1, V, uniform)
     nulled = (dropped == V).all(dim=1)
     kept = (dropped == codes).all(dim=1)
     assert (nulled | kept).all()                      # a whole code or nothing
     assert nulled.float().mean().item() == pytest.approx(0.1, abs=0.01)
+    features = torch.randn(len(codes), 6) + 3
+    zeroed = null_condition_dropout(features, 0.1, torch.zeros(len(codes), 6), uniform)
+    assert torch.equal((zeroed == 0).all(dim=1), nulled)   # the same rows, whole vectors
+    assert torch.equal(zeroed[~nulled], features[~nulled])
+
+
+def test_feature_conditioned_dit_takes_features_and_a_zero_null():
+    torch.manual_seed(0)
+    model = DiT(SIZES["tiny"], 8, 4, 2, condition="features", feature_dim=6)
+    for block in model.blocks:   # adaLN-Zero starts at zero: open it so the condition shows
+        torch.nn.init.normal_(block.modulation[-1].weight, std=0.1)
+    torch.nn.init.normal_(model.final.linear.weight, std=0.1)
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 500])
+    null = model.null_condition(2)
+    assert set(null) == {"features"} and torch.equal(null["features"], torch.zeros(2, 6))
+    a = model(x, t, features=torch.randn(2, 6))
+    assert not torch.allclose(a, model(x, t, features=torch.randn(2, 6)))
+    assert not torch.allclose(a, model(x, t, **null))
+    assert DiT(SIZES["tiny"], 8, 4, 2, condition="none").null_condition(2) == {}

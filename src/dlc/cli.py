@@ -119,7 +119,7 @@ def _composition_study(args, cfg: config.Config) -> None:
     from dlc.stages import composition_study
 
     composition_study.run(cfg.active, args.codes, args.dit, args.vae, args.images, args.judge,
-                          args.out, args.grid)
+                          args.out, args.grid, args.features_dit)
 
 
 def _train_text2code(args, cfg: config.Config) -> None:
@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", required=True, help="train-judge folder")
     p.add_argument("--out", required=True, help="composition.json to write")
     p.add_argument("--grid", required=True, help="PNG: per pair A, B, then its samples")
+    p.add_argument("--features-dit", default=None,
+                   help="run folder of `train-dit --condition features`: adds the baseline of "
+                        "averaged continuous features (default: without it)")
 
     p = stage("train-text2code", _train_text2code,
               "train the text -> code masked diffusion LM (text.* params: the tiny back end "
@@ -440,9 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latents", required=True, help="latents folder of cache-latents")
     p.add_argument("--codes", required=True, help="codes folder of extract-codes")
     p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
-    p.add_argument("--condition", default="code", choices=["code", "none"],
-                   help="code: the DLC-conditioned DiT; none: the unconditional baseline "
-                        "with the same network (default: %(default)s)")
+    p.add_argument("--condition", default="code", choices=["code", "features", "none"],
+                   help="code: the DLC-conditioned DiT; features: the SEM encoder's "
+                        "continuous features (the codes table's features column; the "
+                        "composition baseline); none: the unconditional baseline with the "
+                        "same network (default: %(default)s)")
     p.add_argument("--out", required=True,
                    help="run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, "
                         "samples.png")

@@ -527,6 +527,9 @@ class ComposeConfig:
     pairs_per_combination: int = _doc("study: source pairs per held-out (shape, colour)",
                                       minimum=1)
     samples_per_pair: int = _doc("study: images per pair and method", minimum=2)
+    continuous_baseline: bool = _doc(
+        "study: also train a DiT on the SEM encoder's continuous features and compose by "
+        "averaging them (the paper's baseline; needs sem.extract.features)")
 
 
 @dataclass(frozen=True)
@@ -633,6 +636,9 @@ class PresetConfig:
             if split not in splits:
                 raise ConfigError(f"{where}.dit: split {split!r} is not in "
                                   f"{where}.{section}.splits {splits}")
+        if self.compose.continuous_baseline and not self.sem.extract.features:
+            raise ConfigError(f"{where}.compose.continuous_baseline: needs the continuous "
+                              f"features in the codes table ({where}.sem.extract.features)")
         self._check_evaluate(f"{where}.evaluate")
 
     def _check_evaluate(self, where: str) -> None:

@@ -2,10 +2,54 @@
 # held-out attribute combinations (a report that says "skipped" for data without them).
 
 
+FEATURES_DIT_DIR = f"{RESULTS}/dit_features"
+
+
+rule train_dit_features:
+    """The paper's composition baseline: the same DiT, steps and batch, conditioned on the SEM
+    encoder's continuous features instead of its codes."""
+    input:
+        latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
+        codes=f"{CODES}/{DIT['train_split']}/manifest.json",
+        vae=rules.train_vae.output.report,
+    output:
+        model=f"{FEATURES_DIT_DIR}/model.safetensors",
+        meta=f"{FEATURES_DIT_DIR}/meta.json",
+        loss=f"{FEATURES_DIT_DIR}/loss.csv",
+        curve=f"{FEATURES_DIT_DIR}/loss.png",
+        grid=f"{FEATURES_DIT_DIR}/samples.png",
+    params:
+        preset=PRESET,
+        settings={key: value for key, value in DIT.items() if key != "sample"},
+        latents=lambda wildcards, input: Path(input.latents).parents[1],
+        codes=lambda wildcards, input: Path(input.codes).parents[1],
+        vae=lambda wildcards, input: os.path.dirname(input.vae),
+        run=lambda wildcards, output: os.path.dirname(output.model),
+    log:
+        f"{LOGS}/{PRESET}/train_dit_features.log",
+    threads: DIT["train"]["threads"]
+    resources:
+        **resources("train_dit_features", mem_mb=16000, runtime=120),
+    conda:
+        ENV
+    shell:
+        launch("train_dit_features")
+        + "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
+        " --vae {params.vae} --condition features --out {params.run} --log {log}"
+
+
+def features_dit(wildcards):
+    """The baseline's model when compose.continuous_baseline asks for it."""
+    return {"features_dit": rules.train_dit_features.output.model} if COMPOSE[
+        "continuous_baseline"] else {}
+
+
 rule composition_study:
     """Token-mixed codes of source pairs around each held-out (shape, colour), decoded and
-    judged, beside reconstructions (upper bound) and random codes (lower bound)."""
+    judged, beside reconstructions (upper bound), random codes (lower bound) and, with
+    compose.continuous_baseline, averaged continuous features through their own DiT."""
     input:
+        unpack(features_dit),
         codes=f"{CODES}/{COMPOSE['source_split']}/manifest.json",
         model=rules.train_dit.output.model,
         meta=rules.train_dit.output.meta,
@@ -22,6 +66,8 @@ rule composition_study:
         dit=lambda wildcards, input: os.path.dirname(input.model),
         vae=lambda wildcards, input: os.path.dirname(input.vae),
         judge=lambda wildcards, input: os.path.dirname(input.judge),
+        baseline=lambda wildcards, input: (f" --features-dit {os.path.dirname(input.features_dit)}"
+                                           if "features_dit" in input.keys() else ""),
     log:
         f"{LOGS}/{PRESET}/composition_study.log",
     threads: DIT["train"]["threads"]
@@ -33,4 +79,4 @@ rule composition_study:
         launch("composition_study")
         + "dlc composition-study --preset {params.preset} --codes {params.codes}"
         " --dit {params.dit} --vae {params.vae} --images {input.images} --judge {params.judge}"
-        " --out {output.result} --grid {output.grid} --log {log}"
+        " --out {output.result} --grid {output.grid}{params.baseline} --log {log}"

@@ -131,3 +131,10 @@ class LatentCodePairs:
         latents = torch.from_numpy(self.cache.latents(rows))
         codes = torch.from_numpy(self.codes.codes[self.code_rows[rows]].astype(np.int64))
         return latents, codes
+
+    def features(self, rows) -> torch.Tensor:
+        """The codes table's continuous features (float32 (B, F)) for pair numbers `rows`."""
+        if self.codes.features is None:
+            raise ValueError("the codes were read without their features column")
+        rows = np.asarray(rows, dtype=np.int64)
+        return torch.from_numpy(self.codes.features[self.code_rows[rows]].astype(np.float32))

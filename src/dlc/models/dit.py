@@ -11,9 +11,10 @@ classifier-free guidance. The mean is a gather + mean (`embedding_bag` over the 
 p (V + 1) + code_p), never a one-hot matmul. Soft codes (B, L, V) of probabilities (for
 composition) give the probability-weighted mean of the same rows.
 
-`condition` chooses what replaces DiT's class embedding: "code" (DLC), "label" (plain
-class-conditional DiT, for size checks against the paper) or "none" (the unconditional
-baseline with the same network).
+`condition` chooses what replaces DiT's class embedding: "code" (DLC), "features" (the SEM
+encoder's continuous features through a two-layer MLP; the all-zero vector is the null
+condition: the continuous baseline of composition), "label" (plain class-conditional DiT, for
+size checks against the paper) or "none" (the unconditional baseline with the same network).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dlc.models.embeddings import TimestepEmbedder, modulate
+
+
+CONDITIONS = ("code", "features", "label", "none")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,20 @@ class CodeEmbedder(nn.Module):
         """(B, L, V) per-position distributions -> the expected embedding."""
         rows = self.table.weight.view(self.length, self.vocab + 1, -1)[:, :self.vocab]
         return torch.einsum("blv,lvh->bh", probabilities.to(rows.dtype), rows) / self.length
+
+
+class FeatureEmbedder(nn.Module):
+    """Continuous features (B, F) -> (B, hidden). Real features are final-normed encoder
+    outputs, never all zero, so the zero vector serves as the null condition."""
+
+    def __init__(self, features: int, hidden: int):
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(features, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, hidden))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class Attention(nn.Module):
@@ -128,12 +146,12 @@ class DiT(nn.Module):
 
     def __init__(self, size: DiTSize, input_size: int, in_channels: int, patch: int,
                  learn_sigma: bool = True, condition: str = "code", code_length: int = 0,
-                 code_vocab: int = 0, num_classes: int = 1000):
+                 code_vocab: int = 0, num_classes: int = 1000, feature_dim: int = 0):
         super().__init__()
         if input_size % patch:
             raise ValueError(f"latent side {input_size} is not a multiple of patch {patch}")
-        if condition not in ("code", "label", "none"):
-            raise ValueError(f"condition must be code, label or none, got {condition!r}")
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
         self.in_channels, self.patch, self.condition = in_channels, patch, condition
         self.out_channels = in_channels * (2 if learn_sigma else 1)
         self.grid = input_size // patch
@@ -145,6 +163,8 @@ class DiT(nn.Module):
         self.t_embedder = TimestepEmbedder(size.hidden)
         if condition == "code":
             self.code_embedder = CodeEmbedder(code_length, code_vocab, size.hidden)
+        elif condition == "features":
+            self.feature_embedder = FeatureEmbedder(feature_dim, size.hidden)
         elif condition == "label":  # index num_classes: the null label
             self.label_embedder = nn.Embedding(num_classes + 1, size.hidden)
         self.blocks = nn.ModuleList(DiTBlock(size.hidden, size.heads)
@@ -177,27 +197,39 @@ class DiT(nn.Module):
         return torch.full((batch, embedder.length), embedder.null_token, dtype=torch.long,
                           device=device)
 
+    def null_condition(self, batch: int, device=None) -> dict[str, torch.Tensor]:
+        """The unconditional branch of guidance, as forward() keyword arguments."""
+        if self.condition == "code":
+            return {"codes": self.null_codes(batch, device)}
+        if self.condition == "features":
+            return {"features": torch.zeros(batch, self.feature_embedder.features,
+                                            device=device)}
+        return {}
+
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, grid^2, p*p*C) -> (B, C, grid*p, grid*p)."""
         p, g, c = self.patch, self.grid, self.out_channels
         x = x.view(len(x), g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(len(x), c, g * p, g * p)
 
-    def embed_condition(self, t, codes=None, soft_codes=None, labels=None) -> torch.Tensor:
+    def embed_condition(self, t, codes=None, soft_codes=None, labels=None,
+                        features=None) -> torch.Tensor:
         c = self.t_embedder(t)
         if self.condition == "code":
             if (codes is None) == (soft_codes is None):
                 raise ValueError("a code-conditioned DiT needs codes or soft_codes (not both)")
             c = c + (self.code_embedder(codes) if codes is not None
                      else self.code_embedder.soft(soft_codes))
+        elif self.condition == "features":
+            c = c + self.feature_embedder(features)
         elif self.condition == "label":
             c = c + self.label_embedder(labels)
         return c
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None,
-                soft_codes: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.embed_condition(t, codes, soft_codes, labels)
+                soft_codes: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                features: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.embed_condition(t, codes, soft_codes, labels, features)
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
         for block in self.blocks:
             if self.grad_checkpointing and self.training:

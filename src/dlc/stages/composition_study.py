@@ -7,6 +7,10 @@ another shape. Each pair gives compose.samples_per_pair images per method:
     dlc_token       token-wise mixing of A's and B's codes (compose.mix_tokens)
     reconstruction  A's and B's own codes, decoded (upper bound of inheritance)
     random          uniformly random codes (lower bound)
+and, with a DiT trained on the SEM encoder's continuous features (`features_dit`, the
+paper's baseline; compose.continuous_baseline), the same pairs through that model:
+    continuous_average         the mean of A's and B's feature vectors, k noise seeds
+    continuous_reconstruction  A's and B's own features (its upper bound)
 and the judge's predictions give, per method:
     inheritance[attr]  P(predicted value is A's or B's), beside chance |{a, b}| / classes
     mixing             every attribute inherited, at least one only from A, one only from B
@@ -36,6 +40,7 @@ from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
 METHODS = ("dlc_token", "reconstruction", "random")
+CONTINUOUS_METHODS = ("continuous_average", "continuous_reconstruction")
 GRID_PAIRS = 6
 
 
@@ -75,7 +80,7 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
 
 
 def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
-        grid) -> dict:
+        grid, features_dit_dir=None) -> dict:
     cfg, holdout = preset.compose, preset.data.shapes.holdout if preset.data.shapes else None
     if not holdout:   # ImageNet: a report that says so, so that every workflow can run it
         result = {"skipped": "the preset's data has no held-out attribute combinations"}
@@ -83,7 +88,8 @@ def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_d
         save_image(image_grid(np.full((1, 8, 8, 3), 255, np.uint8), columns=1), grid)
         return result
     length, vocab = preset.sem.length, preset.sem.vocab
-    table = codes_io.read_codes(Path(codes_dir) / cfg.source_split, length, vocab)
+    table = codes_io.read_codes(Path(codes_dir) / cfg.source_split, length, vocab,
+                                features=features_dit_dir is not None)
     rng = np.random.default_rng(cfg.seed)
     pairs = draw_pairs(table.frame, holdout, cfg.pairs_per_combination, rng)
     k = cfg.samples_per_pair
@@ -106,6 +112,13 @@ def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_d
     images = decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, np.concatenate(codes),
                           [f"study-{i:06d}" for i in range(len(rows))], metadata,
                           Path(out).parent / "composition", "composed")
+    methods = METHODS
+    if features_dit_dir is not None:
+        continuous_rows, continuous_images = _continuous(preset, pairs, table, features_dit_dir,
+                                                         vae_dir, metadata, out)
+        rows = pd.concat([rows, continuous_rows], ignore_index=True)
+        images = np.concatenate([images, continuous_images])
+        methods = METHODS + CONTINUOUS_METHODS
 
     judge, report = load_judge(judge_dir)
     predicted = predict(judge, images, report["classes"])
@@ -116,7 +129,7 @@ def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_d
     target = pairs.iloc[rows["pair"]].reset_index(drop=True)
     result = {"pairs": len(pairs), "samples_per_pair": k, "holdout": holdout,
               "source_split": cfg.source_split, "methods": {}}
-    for method in METHODS:
+    for method in methods:
         mask = (rows["method"] == method).to_numpy()
         scores = composition_scores(predicted[mask].reset_index(drop=True),
                                     a[mask].reset_index(drop=True),
@@ -127,10 +140,35 @@ def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_d
         result["methods"][method] = scores
         log.info("%s: mixing %.3f, novel %.3f, vendi %.2f", method, scores["mixing"],
                  scores["novel"], scores["vendi"])
+    result["features_dit"] = None if features_dit_dir is None else str(features_dit_dir)
     result.update(dio.run_metadata({"compose": to_dict(cfg), "dit": to_dict(preset.dit)}))
     dio.write_json(out, result)
     _grid(images, rows, table, images_table, cfg.source_split, grid)
     return result
+
+
+def _continuous(preset: PresetConfig, pairs: pd.DataFrame, table, features_dit_dir, vae_dir,
+                metadata: dict, out) -> tuple[pd.DataFrame, np.ndarray]:
+    """The baseline's rows and images: averaged (or the sources' own) continuous features,
+    decoded by the features-conditioned DiT. The codes column of these rows is unused."""
+    k = preset.compose.samples_per_pair
+    features, rows = [], []
+    for method in CONTINUOUS_METHODS:
+        for pair in pairs.itertuples():
+            sources = table.features[[pair.a, pair.b]].astype(np.float32)
+            if method == "continuous_average":
+                made = np.repeat(sources.mean(0, keepdims=True), k, axis=0)
+            else:
+                made = sources[np.arange(k) % 2]
+            features.append(made)
+            rows += [{"method": method, "pair": pair.Index, "a": pair.a, "b": pair.b}] * k
+    images = decode_codes(preset.dit, preset.vae, features_dit_dir, vae_dir,
+                          np.zeros((len(rows), metadata["L"]), np.int64),
+                          [f"continuous-{i:06d}" for i in range(len(rows))],
+                          {**metadata, "condition": "features"},
+                          Path(out).parent / "composition_continuous", "composed",
+                          features=np.concatenate(features))
+    return pd.DataFrame(rows), images
 
 
 def _grid(images, rows: pd.DataFrame, table, images_table, split: str, path) -> None:

@@ -33,7 +33,7 @@ from dlc.data import codes as codes_io
 from dlc.data.codes import read_codes
 from dlc.data.sources import ImageTable
 from dlc.models.vae import decode, load_vae
-from dlc.stages.train_dit import build_process, load_model, sample_latents
+from dlc.stages.train_dit import build_process, condition_inputs, load_model, sample_latents
 from dlc.stages.train_judge import agreement, load_judge, predict
 from dlc.stages.train_vae import vae_location
 from dlc.train import distributed
@@ -78,7 +78,8 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_model(cfg, model_dir, length, vocab)
     model = model.to(device)
-    codes = read_codes(codes_dir, length, vocab)
+    features = meta["condition"] == "features"
+    codes = read_codes(codes_dir, length, vocab, features=features)
     n = min(s.samples, len(codes))
     if n < s.samples:
         log.warning("%s holds %d codes, fewer than dit.sample.samples=%d", codes_dir,
@@ -87,7 +88,10 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     vae = load_vae(vae_location(vae_cfg, vae_dir)).to(device)
     sampler = {k: v for k, v in to_dict(s).items() if k not in ("samples", "split")}
     model_sha = dio.sha256_file(Path(model_dir) / "model.safetensors")
-    codes_sha = hashlib.sha256(np.ascontiguousarray(codes.codes[:n]).tobytes()).hexdigest()
+    condition_hash = hashlib.sha256(np.ascontiguousarray(codes.codes[:n]).tobytes())
+    if features:
+        condition_hash.update(np.ascontiguousarray(codes.features[:n]).tobytes())
+    codes_sha = condition_hash.hexdigest()
     shape = tuple(meta["latent_shape"])
     autocast = distributed.autocast(device)
     starts = list(range(0, n, s.batch_size))
@@ -101,13 +105,12 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
         if _batch_done(path, sidecar):
             continue
         generator = torch.Generator(device).manual_seed(sidecar["seed"])
-        batch_codes = torch.from_numpy(codes.codes[rows].astype(np.int64)).to(device)
-        if meta["condition"] == "code":
-            condition = {"codes": batch_codes}
-            null = {"codes": model.null_codes(len(rows), device)}
-        else:
-            condition, null = {}, {}
-        latents = sample_latents(cfg, model, process, condition, null, (len(rows), *shape),
+        condition = condition_inputs(
+            meta["condition"], torch.from_numpy(codes.codes[rows].astype(np.int64)).to(device),
+            torch.from_numpy(codes.features[rows].astype(np.float32)).to(device)
+            if features else None)
+        latents = sample_latents(cfg, model, process, condition,
+                                 model.null_condition(len(rows), device), (len(rows), *shape),
                                  generator, device, autocast)
         _write_batch(path, decode(vae, latents), codes.image_ids[rows].tolist(), sidecar)
     batches = [_batch_path(out_dir, b) for b in range(len(starts))]
@@ -126,14 +129,16 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
 
 def decode_codes(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir, vae_dir, codes: np.ndarray,
                  image_ids: list[str], metadata: dict, out_dir: str | Path, source: str,
-                 columns: pd.DataFrame | None = None) -> np.ndarray:
+                 columns: pd.DataFrame | None = None,
+                 features: np.ndarray | None = None) -> np.ndarray:
     """Made codes (composed, written from text, ...) as <out>/codes (one shard and a
-    manifest), then every one of them decoded into <out> as `generate` does; the images."""
+    manifest), then every one of them decoded into <out> as `generate` does; the images.
+    `features` go to the features column, the condition of a features-conditioned DiT."""
     out_dir = Path(out_dir)
     length, vocab = metadata["L"], metadata["V"]
     codes_io.write_shard(out_dir / "codes" / codes_io.shard_name(0), image_ids,
                          np.full(len(codes), -1), codes.astype(codes_io.numpy_dtype(vocab)),
-                         metadata, columns=columns, source=source)
+                         metadata, columns=columns, features=features, source=source)
     dio.write_json(out_dir / "codes" / codes_io.MANIFEST, {**metadata, "rows": len(codes)})
     every = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample,
                                                                 samples=len(codes)))

@@ -42,17 +42,29 @@ GRID_CODES = 16   # fixed training codes decoded into the progress grids
 
 
 def build_model(cfg: DiTConfig, latent_shape, length: int, vocab: int,
-                condition: str = "code") -> DiT:
+                condition: str = "code", feature_dim: int = 0) -> DiT:
     channels, side, _ = latent_shape
     return DiT(SIZES[cfg.size], side, channels, cfg.patch, cfg.diffusion.learn_sigma,
-               condition=condition, code_length=length, code_vocab=vocab)
+               condition=condition, code_length=length, code_vocab=vocab,
+               feature_dim=feature_dim)
 
 
-def null_code_dropout(codes: torch.Tensor, probability: float, null_token: int,
-                      uniform: torch.Tensor) -> torch.Tensor:
-    """Each row's whole code becomes the null code with `probability` (CFG training);
-    `uniform` holds one U(0, 1) draw per row."""
-    return torch.where((uniform < probability)[:, None], null_token, codes)
+def condition_inputs(condition: str, codes: torch.Tensor,
+                     features: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The DiT's keyword arguments for a batch: its codes, its features, or nothing."""
+    if condition == "code":
+        return {"codes": codes}
+    if condition == "features":
+        return {"features": features}
+    return {}
+
+
+def null_condition_dropout(condition: torch.Tensor, probability: float, null,
+                           uniform: torch.Tensor) -> torch.Tensor:
+    """Each row's whole condition (code or features) becomes the null condition with
+    `probability` (CFG training); `uniform` holds one U(0, 1) draw per row."""
+    dropped = (uniform < probability).view(-1, *[1] * (condition.dim() - 1))
+    return torch.where(dropped, null, condition)
 
 
 def build_process(cfg: DiTConfig) -> GaussianDiffusion:
@@ -68,7 +80,8 @@ def load_model(cfg: DiTConfig, run: str | Path, length: int, vocab: int) -> tupl
     run = Path(run)
     meta = dio.read_json(run / "meta.json")
     checkpoint.check_code_shape(run, meta, length, vocab)
-    model = build_model(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"])
+    model = build_model(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"],
+                        meta.get("feature_dim", 0))
     return checkpoint.load_weights(model, run / "model.safetensors", "the dit params"), meta
 
 
@@ -101,7 +114,9 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     cache = LatentCache(Path(latents_dir) / cfg.train_split)
     cache.check({"vae_sha256": vae_report["vae_sha256"],
                  "scaling_factor": vae_report["scaling_factor"]})
-    codes = read_codes(Path(codes_dir) / cfg.train_split, length, vocab)
+    codes = read_codes(Path(codes_dir) / cfg.train_split, length, vocab,
+                       features=condition == "features")
+    feature_dim = codes.features.shape[1] if condition == "features" else 0
     pairs = LatentCodePairs(cache, codes)
     # What a checkpoint must share with this run to be resumed (not the code revision).
     latents_made_by = {key: cache.metadata.get(key) for key in (
@@ -111,7 +126,8 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
                                   "latents": latents_made_by, "codes": codes.metadata})
 
     torch.manual_seed(t.seed)
-    model = build_model(cfg, cache.shape, length, vocab, condition).to(procs.device)
+    model = build_model(cfg, cache.shape, length, vocab, condition,
+                        feature_dim).to(procs.device)
     model.grad_checkpointing = t.grad_checkpointing
     ema = make_ema(model)
     process = build_process(cfg)
@@ -139,19 +155,25 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     progress = tqdm(batches, desc="train-dit", initial=start, total=t.steps, mininterval=5,
                     disable=not procs.main)
     for step, numbers in enumerate(progress, start=start):
-        latents, batch_codes = pairs.batch([order(k) for k in numbers])
+        rows = [order(k) for k in numbers]
+        latents, batch_codes = pairs.batch(rows)
         latents = latents.to(procs.device, non_blocking=True)
-        batch_codes = batch_codes.to(procs.device, non_blocking=True)
+        inputs = condition_inputs(condition, batch_codes.to(procs.device, non_blocking=True),
+                                  pairs.features(rows).to(procs.device)
+                                  if condition == "features" else None)
+        null = model.null_condition(len(latents), procs.device)
         # drawn for the global batch, so any number of processes trains the same model
         draws = StepRandom(t.seed, step, procs.rank, procs.world, procs.device)
-        kwargs = {"noise": draws.randn(t.batch_size, *latents.shape[1:])}
-        if condition == "code":
-            kwargs["codes"] = null_code_dropout(batch_codes, cfg.null_code_prob, vocab,
-                                                draws.rand(t.batch_size))
+        noise = draws.randn(t.batch_size, *latents.shape[1:])
+        kwargs = {}
+        for name, value in inputs.items():   # no draw without a condition
+            kwargs[name] = null_condition_dropout(value, cfg.null_code_prob, null[name],
+                                                  draws.rand(t.batch_size))
         timesteps = draws.randint(process.num_timesteps, t.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
-        terms = process.training_losses(network_fp32, latents, timesteps, **kwargs)
+        terms = process.training_losses(network_fp32, latents, timesteps, noise=noise,
+                                        **kwargs)
         loss = terms["loss"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,8 +215,9 @@ def _sample_grid(cfg: DiTConfig, vae_cfg: VAEConfig, vae_dir, ema: DiT,
     rows = np.arange(min(GRID_CODES, len(pairs)))
     latents, codes = pairs.batch(rows)
     n = len(rows)
-    kwargs = {"codes": codes.to(device)} if condition == "code" else {}
-    null = {"codes": ema.null_codes(n, device)} if condition == "code" else {}
+    kwargs = condition_inputs(condition, codes.to(device), pairs.features(rows).to(device)
+                              if condition == "features" else None)
+    null = ema.null_condition(n, device)
     autocast = distributed.autocast(device)
     generated = sample_latents(cfg, ema, process, kwargs, null, latents.shape,
                                torch.Generator(device).manual_seed(cfg.sample.seed), device,
@@ -214,6 +237,7 @@ def _write_outputs(cfg: DiTConfig, out_dir: Path, ema: DiT, history: list[dict],
     parameters = sum(p.numel() for p in ema.parameters())
     dio.write_json(out_dir / "meta.json", {
         "L": length, "V": vocab, "condition": condition, "latent_shape": list(cache.shape),
+        "feature_dim": ema.feature_embedder.features if condition == "features" else 0,
         "dit": to_dict(cfg), "parameters": parameters, "train_pairs": len(cache),
         "vae_sha256": cache.metadata.get("vae_sha256"),
         "scaling_factor": cache.metadata.get("scaling_factor"),
