@@ -63,12 +63,12 @@ def test_codes_without_captions_are_refused(setup, tmp_path):  # noqa: F811
                         tmp_path / "text")
 
 
-def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F811
+def tiny_bert(folder, preset, out):
+    """A randomly initialised BERT masked LM and a word-level tokenizer of the captions, saved
+    as a local transformers folder; (folder, the tokenizer's vocabulary)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-    preset, folder = setup
-    codes = write_captioned_codes(folder, preset)
     frame, _ = dio.read_parquet(folder / "images.parquet")
     words = sorted({w for c in frame["caption"] for w in c.split()})
     vocabulary = {"[UNK]": 0, "[PAD]": 1, "[MASK]": 2, **{w: i + 3 for i, w in enumerate(words)}}
@@ -81,14 +81,52 @@ def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F8
     bert = BertForMaskedLM(BertConfig(vocab_size=len(vocabulary), hidden_size=16,
                                       num_hidden_layers=1, num_attention_heads=2,
                                       intermediate_size=32, max_position_embeddings=length))
-    bert.save_pretrained(tmp_path / "bert")
-    tokenizer.save_pretrained(tmp_path / "bert")
-    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(tmp_path / "bert"),
+    bert.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out, vocabulary
+
+
+def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F811
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    bert, vocabulary = tiny_bert(folder, preset, tmp_path / "bert")
+    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(bert),
                               train=dataclasses.replace(preset.text.train, ema_decay=0.0))
     run = text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
     assert (run / "model" / "config.json").is_file()
     model = text2code.TextModel.load(cfg, run, preset.sem.length)
     assert model.codes.vocab == preset.sem.vocab
     assert model.tokenizer.convert_tokens_to_ids("red") == vocabulary["red"]   # ids kept
+    written = text2code.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    assert written.min() >= 0 and written.max() < preset.sem.vocab
+
+
+def test_lora_trains_adapters_and_embeddings_and_saves_one_merged_model(setup, tmp_path):  # noqa: F811
+    from transformers import BertForMaskedLM
+
+    from dlc.config import LoRAConfig
+
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    bert, _ = tiny_bert(folder, preset, tmp_path / "bert")
+    rank = 2
+    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(bert),
+                              lora=LoRAConfig(rank=rank, alpha=4.0, dropout=0.0, targets=None),
+                              train=dataclasses.replace(preset.text.train, ema_decay=0.0))
+    captions = dio.read_parquet(folder / "images.parquet")[0]["caption"].tolist()
+    built = text2code.TextModel.build(cfg, captions, preset.sem.vocab, preset.sem.length)
+    trainable = {n for n, p in built.network.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any("word_embeddings" in n for n in trainable)     # the new code-token rows
+    assert any("decoder" in n for n in trainable)             # the output head
+
+    run = text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    assert not (run / "model" / "adapter_config.json").exists()   # merged: a plain model
+    before = BertForMaskedLM.from_pretrained(bert).state_dict()
+    after = BertForMaskedLM.from_pretrained(run / "model").state_dict()
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    delta = after[key] - before[key]
+    assert delta.abs().max() > 0 and torch.linalg.matrix_rank(delta) <= rank   # B A
+    model = text2code.TextModel.load(cfg, run, preset.sem.length)
     written = text2code.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
     assert written.min() >= 0 and written.max() < preset.sem.vocab

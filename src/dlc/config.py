@@ -559,6 +559,15 @@ class TextSampleConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = _doc("adapter rank r", minimum=1)
+    alpha: float = _doc("adapter scale alpha: the update is (alpha / r) B A", **_positive())
+    dropout: float = _doc("dropout on the adapters' input", minimum=0, maximum=1)
+    targets: list[str] | None = _doc("module names to adapt (null: every linear layer but the "
+                                     "output head)")
+
+
+@dataclass(frozen=True)
 class TextConfig:
     backend: Literal["tiny", "transformers"] = _doc(
         "tiny: a small bidirectional transformer trained from scratch; transformers: a masked "
@@ -571,6 +580,10 @@ class TextConfig:
     dropout: float = _doc("tiny back end: dropout", minimum=0, maximum=1)
     caption_length: int = _doc("caption tokens after <|start_sem|> (paper: up to 640)",
                                minimum=1)
+    lora: LoRAConfig | None = _doc(
+        "transformers back end: low-rank adapters through peft, the input and output "
+        "embeddings trained in full (the code tokens are new rows there), merged into the "
+        "saved model; null: every weight trained (the paper)")
     train: TextTrainConfig = _doc("training")
     sample: TextSampleConfig = _doc("generation")
 

@@ -110,3 +110,17 @@ def extend_vocabulary(tokenizer, model, vocab: int) -> CodeTokens:
     return CodeTokens(first_code=first, vocab=vocab,
                       start=tokenizer.convert_tokens_to_ids(START),
                       mask=tokenizer.mask_token_id, pad=tokenizer.pad_token_id)
+
+
+def add_lora(model, rank: int, alpha: float, dropout: float, targets: list[str] | None):
+    """Low-rank adapters (peft) on `targets` (default: every linear layer but the output
+    head); the input and output embeddings stay fully trainable, because the code tokens are
+    rows that the base model never trained."""
+    from peft import LoraConfig, get_peft_model
+
+    names = {id(module): name for name, module in model.named_modules()}
+    embeddings = [names[id(m)] for m in (model.get_input_embeddings(),
+                                         model.get_output_embeddings()) if m is not None]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=targets or "all-linear", modules_to_save=embeddings)
+    return get_peft_model(model, config)

@@ -69,6 +69,9 @@ class TextModel:
         network = AutoModelForMaskedLM.from_pretrained(cfg.model,
                                                        trust_remote_code=cfg.trust_remote_code)
         codes = text.extend_vocabulary(tokenizer, network, vocab)
+        if cfg.lora is not None:
+            network = text.add_lora(network, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout,
+                                    cfg.lora.targets)
         return cls(cfg, network, codes, len(tokenizer),
                    _tokenizer_ids(tokenizer, cfg.caption_length), tokenizer)
 
@@ -86,7 +89,10 @@ class TextModel:
         else:   # a folder: written beside, then swapped in whole
             partial, final = run / f".{HF_FOLDER}.partial", run / HF_FOLDER
             shutil.rmtree(partial, ignore_errors=True)
-            self.network.save_pretrained(partial)
+            network = self.network
+            if hasattr(network, "merge_and_unload"):   # LoRA: one plain model to load later
+                network = network.merge_and_unload()
+            network.save_pretrained(partial)
             self.tokenizer.save_pretrained(partial)
             shutil.rmtree(final, ignore_errors=True)
             partial.rename(final)
@@ -138,7 +144,8 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                   "codes": str(codes_dir), "rows": len(data)})
     network = model.network
     ema = make_ema(network) if t.ema_decay > 0 else None
-    optimizer = torch.optim.AdamW(network.parameters(), lr=t.lr, weight_decay=0.0)
+    trained = [p for p in network.parameters() if p.requires_grad]   # LoRA: adapters only
+    optimizer = torch.optim.AdamW(trained, lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", network, ema, optimizer,
                                        params_sha)
     order = EpochOrder(len(data), t.seed)
@@ -154,7 +161,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                        maskable[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(network.parameters(), t.clip_grad)
+        nn.utils.clip_grad_norm_(trained, t.clip_grad)
         optimizer.step()
         if ema is not None:
             update_ema(ema, network, warmed_up_decay(step, t.ema_decay))
