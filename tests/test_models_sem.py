@@ -95,3 +95,24 @@ def test_backbone_errors_are_clear(tmp_path):
                               embed_dim=32, depth=1, num_heads=2)
     with pytest.raises(ValueError, match="register tokens"):
         SEMEncoder(backbone, 4, 8, 1.0, 16, 16, 8, 2)
+
+
+def test_conv_stem_keeps_the_token_grid_and_refuses_what_it_cannot_build(tmp_path):
+    """log2(p) stride-2 convolutions make the patch embedding's grid at every crop size; a
+    patch that is not a power of two, or pretrained weights, are refused by name."""
+    kwargs = dict(patch_size=4, embed_dim=32, depth=1, num_heads=2, reg_tokens=2)
+    plain = build_backbone("vit_small_patch16_224", 32, None, 0.0, **kwargs)
+    stem = build_backbone("vit_small_patch16_224", 32, None, 0.0, stem_channels=8, **kwargs)
+    convolutions = [m for m in stem.patch_embed.proj if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convolutions] == [(2, 2), (2, 2), (1, 1)]
+    for side in (32, 16):
+        images = torch.randn(2, 3, side, side)
+        assert stem.forward_features(images).shape == plain.forward_features(images).shape
+    with pytest.raises(ValueError, match="power-of-two patch size"):
+        build_backbone("vit_small_patch16_224", 30, None, 0.0, stem_channels=8,
+                       **{**kwargs, "patch_size": 6})
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(ValueError, match="conv stem has no pretrained weights"):
+        build_backbone("vit_small_patch16_224", 32, str(weights), 0.0, stem_channels=8,
+                       **kwargs)

@@ -169,6 +169,9 @@ class BackboneConfig:
     depth: int | None = _doc("override the number of blocks (null: the model's)", minimum=1)
     num_heads: int | None = _doc("override the attention heads (null: the model's)", minimum=1)
     reg_tokens: int | None = _doc("override the register tokens (null: the model's)", minimum=1)
+    conv_stem: int | None = _doc("channels of a convolutional stem replacing the patch "
+                                 "projection (random init only; null: timm's patch "
+                                 "projection)", minimum=1)
     drop_path: float = _doc("stochastic depth rate of the student", minimum=0, maximum=1)
 
 

@@ -141,15 +141,45 @@ class SEMEncoder(nn.Module):
         normed = self.backbone.norm(tokens)
         return torch.cat([normed[:, 0], normed[:, self.num_prefix:].mean(1)], dim=-1).float()
 
+def conv_stem(channels: int):
+    """timm's patch embedding with its one p x p convolution replaced by log2(p) stride-2 3x3
+    convolutions (channels, 2 channels, ...) and a 1x1 projection: the convolutional stem of
+    Xiao et al. 2021 ("Early convolutions help transformers see better"), which gives a ViT
+    trained from scratch the locality prior it lacks: on small data it learns shapes far
+    sooner. Same token grid and interface as the patch embedding."""
+    from timm.layers import PatchEmbed
+
+    class ConvStem(PatchEmbed):
+        def __init__(self, *args, in_chans: int = 3, embed_dim: int = 768, **kwargs):
+            super().__init__(*args, in_chans=in_chans, embed_dim=embed_dim, **kwargs)
+            patch = self.patch_size[0]
+            if patch < 2 or patch & (patch - 1) or self.patch_size[0] != self.patch_size[1]:
+                raise ValueError(f"sem.backbone.conv_stem needs a square power-of-two patch "
+                                 f"size, got {self.patch_size}")
+            layers, width = [], in_chans
+            for stage in range(patch.bit_length() - 1):
+                layers += [nn.Conv2d(width, channels << stage, 3, stride=2, padding=1),
+                           nn.GELU()]
+                width = channels << stage
+            self.proj = nn.Sequential(*layers, nn.Conv2d(width, embed_dim, 1))
+
+    return ConvStem
+
+
 def build_backbone(name: str, img_size: int, weights: str | None, drop_path: float,
-                   **overrides: int | None) -> nn.Module:
+                   stem_channels: int | None = None, **overrides: int | None) -> nn.Module:
     """A timm ViT with position embeddings resampled for any crop size (multi-crop). With
-    `weights` (a local file) it starts from those; overrides that are None keep the model's."""
+    `weights` (a local file) it starts from those; overrides that are None keep the model's;
+    `stem_channels` swaps the patch projection for a convolutional stem (random init only)."""
     import timm
 
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: backbone weights not found (sem.backbone.weights)")
+    if stem_channels is not None:
+        if weights is not None:
+            raise ValueError("sem.backbone: a conv stem has no pretrained weights (weights)")
+        kwargs["embed_layer"] = conv_stem(stem_channels)
     try:
         return timm.create_model(
             name, pretrained=weights is not None, num_classes=0, img_size=img_size,

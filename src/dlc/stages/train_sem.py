@@ -37,7 +37,8 @@ def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
     and `pretrained`; later stages load a trained encoder.safetensors over it instead)."""
     b = cfg.backbone
     backbone = build_backbone(b.name, b.img_size, b.weights if pretrained else None,
-                              drop_path=b.drop_path, patch_size=b.patch_size,
+                              drop_path=b.drop_path, stem_channels=b.conv_stem,
+                              patch_size=b.patch_size,
                               embed_dim=b.embed_dim, depth=b.depth, num_heads=b.num_heads,
                               reg_tokens=b.reg_tokens)
     h = cfg.head
