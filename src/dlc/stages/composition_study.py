@@ -172,15 +172,20 @@ def _continuous(preset: PresetConfig, pairs: pd.DataFrame, table, features_dit_d
 
 
 def _grid(images, rows: pd.DataFrame, table, images_table, split: str, path) -> None:
-    """One row per pair: A, B, then its dlc_token samples."""
+    """One row per pair: A, B, then its dlc_token samples; below it, when the baseline ran,
+    two blank cells and the pair's continuous_average samples."""
     originals = ImageTable(images_table, split)
     where = {key: i for i, key in enumerate(originals.frame["image_id"])}
     size = images.shape[1]
+    blank = np.full((2, size, size, 3), 255, np.uint8)
     lines = []
     for pair in range(min(GRID_PAIRS, rows["pair"].max() + 1)):
         mine = rows.index[(rows["method"] == "dlc_token") & (rows["pair"] == pair)]
         first = rows.loc[mine[0]]
         sources = [originals.centred(where[table.image_ids[first[s]]], size) for s in "ab"]
         lines.append(np.concatenate([np.stack(sources), images[mine]]))
+        averaged = rows.index[(rows["method"] == "continuous_average") & (rows["pair"] == pair)]
+        if len(averaged):
+            lines.append(np.concatenate([blank, images[averaged]]))
     save_image(image_grid(np.concatenate(lines), columns=len(lines[0]),
                           scale=max(1, 64 // size)), path)

@@ -7,7 +7,10 @@ table on image_id), each whole code replaced by the null code with probability n
 loss = improved DDPM's L_simple + lambda T L_t (diffusion/gaussian.py). AdamW (fused on CUDA,
 foreach on CPU) at a constant lr after an optional warm-up, EMA weights for sampling, bf16
 autocast on GPU around the network only (the loss stays in float32), optional torch.compile,
-DDP from the environment. Batches are addressed by step, so a resumed run is bit-exact.
+DDP from the environment. Batches and their random draws are addressed by step
+(train/batches.py), so a resumed run is bit-exact and g processes train what one does.
+`condition` "features" trains the composition baseline on the codes table's continuous
+features instead (the zero vector is its null condition); "none" the unconditional one.
 Outputs in the run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png,
 samples.png (fixed training codes decoded, beside their images), checkpoints/.
 """
