@@ -6,8 +6,9 @@ output equals a clean run's.
 1. A clean run of the micro-sized tiny study (tests/conftest.py's params) through Snakemake,
    timed.
 2. In a second folder, `snakemake --rerun-incomplete` is started and its whole process group
-   is SIGKILLed after a random delay (uniform over the clean run's duration), again and again,
-   `--kills` times; then it runs to the end. Each kill lands inside whatever stage is running.
+   is SIGKILLed after a random delay, again and again, `--kills` times; then it runs to the
+   end. The delays are uniform in [3 s, 2 T / kills] for a clean run of T seconds, so the
+   kills spread over the whole DAG, and each lands inside whatever stage is running then.
 3. Every result file of the clean run must exist in the killed run and be equal: arrays,
    weights and Parquet tables bit for bit (decoded), JSON files without the keys that record
    time, hosts or the code revision, loss CSVs without their images/s column.
@@ -139,7 +140,7 @@ def main() -> None:
     kills = []
     while len(kills) < args.kills:
         process = snakemake(killed)
-        delay = rng.uniform(0.5, clean_s)
+        delay = rng.uniform(3.0, max(3.0, 2 * clean_s / args.kills))
         try:
             process.wait(timeout=delay)
             break                         # finished before this kill

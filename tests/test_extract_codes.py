@@ -80,6 +80,30 @@ def test_rerun_keeps_finished_shards_and_redoes_foreign_ones(setup):
     assert shard.stat().st_mtime != 1
 
 
+def test_array_tasks_write_their_shards_and_the_last_writes_the_manifest(setup):
+    """Two tasks, the second first: it writes the odd shards and no manifest; then the first
+    writes the even ones and the manifest, and the codes equal a single task's."""
+    preset, folder, _, _ = setup
+    args = (preset.sem, folder / "images.parquet", folder / "encoder.safetensors")
+    single = extract_codes.run(*args, folder / "single")
+    assert extract_codes.run(*args, folder / "split", 1, 2)["train"] is None
+    train = folder / "split" / "train"
+    shards = single["train"]["shards"]
+    assert sorted(p.name for p in train.glob("part-*")) == shards[1::2]
+    assert not (train / "manifest.json").exists()
+    manifests = extract_codes.run(*args, folder / "split", 0, 2)
+    for split in preset.sem.extract.splits:
+        ours, theirs = (dict(m[split]) for m in (manifests, single))
+        # the reasons quote an object address; the skipped images themselves must agree
+        assert ([s["image_id"] for s in ours.pop("skipped_images")]
+                == [s["image_id"] for s in theirs.pop("skipped_images")])
+        assert ours == theirs
+        assert np.array_equal(read_codes(folder / "split" / split).codes,
+                              read_codes(folder / "single" / split).codes)
+    with pytest.raises(ValueError, match="task 2 is not in"):
+        extract_codes.run(*args, folder / "x", 2, 2)
+
+
 def test_probe_reports_every_target(setup):
     preset, folder, _, _ = setup
     extract_codes.run(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",

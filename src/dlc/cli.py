@@ -50,7 +50,8 @@ def _train_sem(args, cfg: config.Config) -> None:
 def _extract_codes(args, cfg: config.Config) -> None:
     from dlc.stages import extract_codes
 
-    extract_codes.run(cfg.active.sem, args.images, args.encoder, args.out)
+    extract_codes.run(cfg.active.sem, args.images, args.encoder, args.out, args.task,
+                      args.tasks)
 
 
 def _probe(args, cfg: config.Config) -> None:
@@ -290,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="images table written by `dlc data`")
     p.add_argument("--encoder", required=True, help="encoder.safetensors from train-sem")
     p.add_argument("--out", required=True, help="codes folder, one sub-folder per split")
+    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
+    p.add_argument("--tasks", type=int, default=1,
+                   help="number of tasks n; task k writes the shards s with s mod n = k, and "
+                        "the task that finds every shard written writes each manifest")
 
     p = stage("probe", _probe,
               "linear probes on one-hot codes and on continuous features (probe.* params)")

@@ -4,7 +4,9 @@ Images go through the ADM centre crop at the backbone's size and ImageNet normal
 flip; the code is the argmax of the SEM logits at each position. Rows keep the table's order.
 Shards are written one by one and atomically; a rerun keeps every shard already written by the
 same encoder and settings (resume after a crash), and manifest.json is written last.
-Unreadable images are skipped, logged by name and counted in the manifest.
+`task` k of `tasks` n writes the shards s with s mod n = k (SLURM array tasks); whichever task
+finds every shard written writes the manifest. Unreadable images are skipped, logged by name and
+counted in the manifest.
 """
 
 from __future__ import annotations
@@ -68,20 +70,23 @@ def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device
 
 
 def run(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
-        out_dir: str | Path) -> dict:
-    """Every split in sem.extract.splits into out_dir/<split>/; returns the manifests."""
+        out_dir: str | Path, task: int = 0, tasks: int = 1) -> dict:
+    """Every split in sem.extract.splits into out_dir/<split>/ (this task's shards); returns
+    the manifests, None for a split whose other shards are not written yet."""
+    if not 0 <= task < tasks:
+        raise ValueError(f"task {task} is not in [0, {tasks})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(cfg.train.threads)
     encoder = load_encoder(cfg, encoder_path).to(device)
     hashes = {"encoder_sha256": dio.sha256_file(encoder_path),
               "images_sha256": dio.sha256_file(images)}
     return {split: extract_split(cfg, encoder, ImageTable(images, split), hashes,
-                                 Path(out_dir) / split, device)
+                                 Path(out_dir) / split, device, task, tasks)
             for split in cfg.extract.splits}
 
 
 def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_dir: Path,
-                  device: torch.device) -> dict:
+                  device: torch.device, task: int = 0, tasks: int = 1) -> dict | None:
     split = table.split
     metadata = {
         "L": cfg.length, "V": cfg.vocab, "dataset": table.metadata.get("dataset", "unknown"),
@@ -96,25 +101,33 @@ def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_
     fingerprint.update(rows=len(table), shard_size=cfg.extract.shard_size,
                        features=cfg.extract.features)
     shards = range(0, len(table), cfg.extract.shard_size)
-    written, skipped, rows = [], [], 0
-    for index, first in enumerate(tqdm(shards, desc=f"extract {split}", mininterval=5)):
-        path = out_dir / codes_io.shard_name(index)
-        if path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint:
-            shard_meta = codes_io.shard_metadata(path)
-            log.info("keeping %s (already written by this encoder)", path)
-        else:
-            part = range(first, min(first + cfg.extract.shard_size, len(table)))
-            kept, code_matrix, feature_matrix, bad = _encode_rows(
-                encoder, table, part, cfg, device, cfg.extract.features)
-            shard_meta = {**metadata, "fingerprint": fingerprint, "skipped": bad}
-            frame = table.frame.iloc[kept]
-            codes_io.write_shard(path, frame["image_id"].tolist(), frame["label"].to_numpy(),
-                                 code_matrix, shard_meta,
-                                 columns=frame.drop(columns=["split", "path"], errors="ignore"),
-                                 features=feature_matrix)
-        written.append(path.name)
-        skipped += shard_meta["skipped"]
-        rows += codes_io.shard_rows(path)
+    paths = [out_dir / codes_io.shard_name(index) for index in range(len(shards))]
+
+    def done(path: Path) -> bool:
+        return path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint
+
+    mine = [index for index in range(len(shards)) if index % tasks == task]
+    for index in tqdm(mine, desc=f"extract {split} {task}/{tasks}", mininterval=5):
+        if done(paths[index]):
+            log.info("keeping %s (already written by this encoder)", paths[index])
+            continue
+        part = range(shards[index], min(shards[index] + cfg.extract.shard_size, len(table)))
+        kept, code_matrix, feature_matrix, bad = _encode_rows(
+            encoder, table, part, cfg, device, cfg.extract.features)
+        frame = table.frame.iloc[kept]
+        codes_io.write_shard(paths[index], frame["image_id"].tolist(),
+                             frame["label"].to_numpy(), code_matrix,
+                             {**metadata, "fingerprint": fingerprint, "skipped": bad},
+                             columns=frame.drop(columns=["split", "path"], errors="ignore"),
+                             features=feature_matrix)
+    missing = [path.name for path in paths if not done(path)]
+    if missing:
+        log.info("%s: task %d/%d done; %d shards of other tasks still missing (first: %s)",
+                 split, task, tasks, len(missing), missing[0])
+        return None
+    written = [path.name for path in paths]
+    skipped = [item for path in paths for item in codes_io.shard_metadata(path)["skipped"]]
+    rows = sum(codes_io.shard_rows(path) for path in paths)
     for stale in sorted(out_dir.glob("part-*.parquet")):
         if stale.name not in written:  # left by a run with a bigger table: not ours
             stale.unlink()
