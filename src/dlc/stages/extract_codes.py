@@ -120,13 +120,15 @@ def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_
                              {**metadata, "fingerprint": fingerprint, "skipped": bad},
                              columns=frame.drop(columns=["split", "path"], errors="ignore"),
                              features=feature_matrix)
-    missing = [path.name for path in paths if not done(path)]
+    shard_metas = [codes_io.shard_metadata(path) if path.is_file() else {} for path in paths]
+    missing = [path.name for path, meta in zip(paths, shard_metas)
+               if meta.get("fingerprint") != fingerprint]
     if missing:
         log.info("%s: task %d/%d done; %d shards of other tasks still missing (first: %s)",
                  split, task, tasks, len(missing), missing[0])
         return None
     written = [path.name for path in paths]
-    skipped = [item for path in paths for item in codes_io.shard_metadata(path)["skipped"]]
+    skipped = [item for meta in shard_metas for item in meta["skipped"]]
     rows = sum(codes_io.shard_rows(path) for path in paths)
     for stale in sorted(out_dir.glob("part-*.parquet")):
         if stale.name not in written:  # left by a run with a bigger table: not ours

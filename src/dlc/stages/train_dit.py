@@ -153,6 +153,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         with autocast:
             return network(x, timesteps, **kwargs).float()
 
+    null = model.null_condition(t.batch_size // procs.world, procs.device)  # per local batch
     log_every = max(1, t.steps // 200)
     window_start, window_images = time.perf_counter(), 0
     progress = tqdm(batches, desc="train-dit", initial=start, total=t.steps, mininterval=5,
@@ -164,7 +165,6 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         inputs = condition_inputs(condition, batch_codes.to(procs.device, non_blocking=True),
                                   pairs.features(rows).to(procs.device)
                                   if condition == "features" else None)
-        null = model.null_condition(len(latents), procs.device)
         # drawn for the global batch, so any number of processes trains the same model
         draws = StepRandom(t.seed, step, procs.rank, procs.world, procs.device)
         noise = draws.randn(t.batch_size, *latents.shape[1:])
