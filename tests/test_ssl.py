@@ -40,6 +40,33 @@ def test_teacher_centering_and_temperature():
     assert torch.allclose(center, torch.tensor([0.9 * 1 + 0.1 * 1, 0.9 * -1 + 0.1 * 0]))
 
 
+def test_sinkhorn_knopp_on_a_hand_made_case():
+    # exp(logits) = [[4, 1], [1, 1]]: the doubly stochastic scaling keeps the cross ratio
+    # q11 q22 / (q12 q21) = 4, so q = [[x, 1 - x], [1 - x, x]] with x / (1 - x) = 2
+    logits = torch.log(torch.tensor([[4.0, 1.0], [1.0, 1.0]]))
+    targets = ssl.sinkhorn_knopp(logits, temp=1.0, iterations=100)
+    assert torch.allclose(targets, torch.tensor([[2 / 3, 1 / 3], [1 / 3, 2 / 3]]), atol=1e-6)
+    # the temperature sharpens first: exp(logits / 0.5) = [[16, 1], [1, 1]], x / (1 - x) = 4
+    targets = ssl.sinkhorn_knopp(logits, temp=0.5, iterations=100)
+    assert torch.allclose(targets[0], torch.tensor([0.8, 0.2]), atol=1e-6)
+
+
+def test_sinkhorn_knopp_spreads_the_batch_over_the_prototypes():
+    logits = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    logits[:, 0] += 2  # every image prefers prototype 0
+    targets = ssl.sinkhorn_knopp(logits, temp=0.5, iterations=3)
+    assert torch.allclose(targets.sum(1), torch.ones(12))  # each image: a distribution
+    converged = ssl.sinkhorn_knopp(logits, temp=0.5, iterations=500)
+    assert torch.allclose(converged.sum(0), torch.full((4,), 3.0), atol=1e-4)  # B / K each
+    # and only rescales exp(logits / temp) by a factor per row and per column
+    log_ratio = converged.log() - logits / 0.5
+    rank_one = log_ratio - log_ratio[:, :1] - log_ratio[:1] + log_ratio[:1, :1]
+    assert rank_one.abs().max() < 1e-3
+    # where centring still lets prototype 0 take most of the batch
+    centred = ssl.teacher_probabilities(logits, torch.zeros(4), 0.5, 0.9)
+    assert centred.sum(0)[0] > 8 > 4 > targets.sum(0)[0]
+
+
 def test_ibot_loss_averages_per_image():
     mask = torch.tensor([[True, True, False], [False, False, True], [False, False, False]])
     teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # 3 masked patches

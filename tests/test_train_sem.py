@@ -110,16 +110,18 @@ def test_a_wrong_encoder_file_is_a_clear_error(micro_config, tmp_path):
         train_sem.load_encoder(cfg, tmp_path / "encoder.safetensors")
 
 
-def test_two_processes_with_ddp_train_what_one_process_trains(sem_run, tmp_path):
+@pytest.mark.parametrize("centering", ["centre", "sinkhorn"])
+def test_two_processes_with_ddp_train_what_one_process_trains(sem_run, tmp_path, centering):
     """gloo on CPU: two processes split each global batch, draw the global batch's iBOT
     masks and keep their halves, centre the teacher on the mean of both, and rank 0 writes
     the run. With KoLeo and drop path off (both per process, as in DINOv2: nearest neighbours
     within the process's batch, masks drawn inside each process), the encoder equals one
     process's. Teacher momentum 0 makes the saved teacher the student, which moves ~1e-3 in
-    these steps."""
+    these steps. Sinkhorn-Knopp normalises over both processes' rows."""
     cfg, images = sem_run
     cfg = dataclasses.replace(
         cfg, loss=dataclasses.replace(cfg.loss, koleo_weight=0.0),
+        head=dataclasses.replace(cfg.head, centering=centering),
         backbone=dataclasses.replace(cfg.backbone, drop_path=0.0),
         train=dataclasses.replace(cfg.train, momentum=0.0, momentum_end=0.0))
     two_process_ddp(train_sem.train, cfg, images, tmp_path / "ddp")

@@ -187,7 +187,11 @@ class DINOHeadConfig:
                                       **_positive())
     teacher_temp_warmup_steps: int = _doc("linear teacher-temperature warm-up (paper: 30 "
                                           "epochs)", minimum=0)
-    center_momentum: float = _doc("EMA momentum of the teacher centre", minimum=0, maximum=1)
+    centering: Literal["centre", "sinkhorn"] = _doc(
+        "how the teacher's targets avoid collapse: centre (DINO: logits minus an EMA of their "
+        "mean) or sinkhorn (DINOv2: Sinkhorn-Knopp equipartition over the batch, 3 iterations)")
+    center_momentum: float = _doc("EMA momentum of the teacher centre (centering: centre)",
+                                  minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)

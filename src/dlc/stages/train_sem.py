@@ -125,6 +125,13 @@ def _patch_mask(cfg: SEMConfig, teacher: SEMEncoder, draws: StepRandom) -> tuple
     return mask, whole.any(1).sum() / draws.world
 
 
+def _teacher_targets(cfg: SEMConfig, logits: torch.Tensor, center: torch.Tensor,
+                     temp: float) -> torch.Tensor:
+    if cfg.head.centering == "sinkhorn":
+        return ssl.sinkhorn_knopp(logits, temp)
+    return ssl.teacher_probabilities(logits, center, temp, cfg.head.center_momentum)
+
+
 def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops, local_crops,
           centers: dict, temps: dict, draws: StepRandom) -> dict[str, torch.Tensor]:
     mask = None
@@ -133,8 +140,8 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
     with torch.no_grad():
         t_out = teacher(global_crops)
         t_logits = teacher.dino_head(t_out["embedding"])
-        t_probs = ssl.teacher_probabilities(t_logits, centers["dino"], temps["teacher_temp"],
-                                            cfg.head.center_momentum).chunk(2)
+        t_probs = _teacher_targets(cfg, t_logits, centers["dino"],
+                                   temps["teacher_temp"]).chunk(2)
     s_out = student(global_crops, local_crops, mask)
     s_logits = s_out["logits"].chunk(2 + cfg.crops.local_crops)
     terms = {"dino": ssl.dino_loss(list(s_logits), list(t_probs), cfg.head.student_temp),
@@ -143,8 +150,7 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
     if mask is not None:
         with torch.no_grad():
             t_patch = teacher.dino_head(t_out["patches"][mask])
-            t_patch = ssl.teacher_probabilities(t_patch, centers["ibot"], temps["teacher_temp"],
-                                                cfg.head.center_momentum)
+            t_patch = _teacher_targets(cfg, t_patch, centers["ibot"], temps["teacher_temp"])
         terms["ibot"] = ssl.ibot_loss(s_out["patch_logits"], t_patch, mask,
                                       cfg.head.student_temp, masked_crops)
         loss = loss + cfg.loss.ibot_weight * terms["ibot"]

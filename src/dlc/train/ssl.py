@@ -1,9 +1,13 @@
 """DINOv2's self-distillation losses, written out: DINO (centred teacher, sharpened by a low
 temperature), iBOT (the same on masked patch tokens) and KoLeo (spread the embeddings out).
 
-Teacher logits are centred by an EMA of their batch mean (`center`, updated in place, averaged
-over processes under DDP) so that no prototype wins everything; the student sees every crop,
-the teacher only the two global ones.
+The teacher's targets must not collapse onto one prototype. Two ways, as in DINOv2:
+- `teacher_probabilities`: DINO's centring, logits minus an EMA of their batch mean (`center`,
+  updated in place, averaged over processes under DDP);
+- `sinkhorn_knopp`: SwAV's equipartition, the DINOv2 paper's choice. A few alternating normalisations
+  make the batch's targets use every prototype equally, so images that look alike must still
+  be told apart by something the two views share.
+The student sees every crop, the teacher only the two global ones.
 """
 
 from __future__ import annotations
@@ -38,9 +42,7 @@ def warmup_cosine(step: int, total: int, peak: float, end: float, warmup: int) -
 def _mean_over_processes(rows: torch.Tensor) -> torch.Tensor:
     """The mean of the rows of every process together (their counts may differ: iBOT's
     masked patches), so that DDP centres the teacher as one process would."""
-    total = torch.cat([rows.sum(0), rows.new_tensor([len(rows)])])
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(total)
+    total = _sum_over_processes(torch.cat([rows.sum(0), rows.new_tensor([len(rows)])]))
     return total[:-1] / total[-1]
 
 
@@ -52,6 +54,35 @@ def teacher_probabilities(teacher_logits: torch.Tensor, center: torch.Tensor, te
     batch_mean = _mean_over_processes(teacher_logits.float())
     center.mul_(center_momentum).add_(batch_mean, alpha=1 - center_momentum)
     return probabilities
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: torch.Tensor, temp: float, iterations: int = 3) -> torch.Tensor:
+    """Targets (B, K) for B rows of logits: Q = exp(t / temp), then alternately give every
+    prototype (column) the mass 1/K and every row the mass 1/B, over the rows of every
+    process together; returned with rows summing to 1."""
+    logits = teacher_logits.float() / temp
+    largest = logits.max() if logits.numel() else logits.new_tensor(float("-inf"))
+    q = torch.exp(logits - _max_over_processes(largest))  # no overflow; scale cancels
+    rows, prototypes = _sum_over_processes(q.new_tensor(len(q))), q.shape[1]
+    for _ in range(iterations):
+        q = q / (_sum_over_processes(q.sum(0)) * prototypes)   # each prototype: mass 1/K
+        q = q / (q.sum(1, keepdim=True) * rows)                 # each row: mass 1/B
+    return q * rows
+
+
+def _sum_over_processes(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
+def _max_over_processes(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value
 
 
 def dino_loss(student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor],
