@@ -5,15 +5,8 @@
 #
 #   bash benchmarks/gpu_checks.sh      (on the GPU machine, from the repository root)
 set -u
-OUT=${OUT:-benchmarks/results}
-LOG=$OUT/gpu_checks.log
-export PYTHONUNBUFFERED=1 PYTHONPATH=src
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=src:/tmp/site
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$LOG"
-python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tee -a "$LOG"
+LOG_NAME=gpu_checks
+source benchmarks/gpu_env.sh
 run() {  # run <seconds> <script>: one benchmark, its output appended to the log
   echo "=== $2 ($(date +%T))" | tee -a "$LOG"
   timeout "$1" python3 "$2" 2>&1 | tail -n 60 | tee -a "$LOG"

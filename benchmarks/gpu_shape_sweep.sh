@@ -7,14 +7,8 @@
 #
 #   bash benchmarks/gpu_shape_sweep.sh      (on the GPU machine, from the repository root)
 set -u
-OUT=${OUT:-benchmarks/results}
-LOG=$OUT/gpu_shape_sweep.log
-export PYTHONUNBUFFERED=1 PYTHONPATH=src
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=src:/tmp/site
-fi
-nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee -a "$LOG"
+LOG_NAME=gpu_shape_sweep
+source benchmarks/gpu_env.sh
 dlc() { python3 -c "import sys; from dlc.cli import main; sys.exit(main())" "$@"; }
 dlc data --preset tiny --out /tmp/shapes/images.parquet --report /tmp/shapes/report.json \
   --preview /tmp/shapes/preview.png 2>&1 | tail -n 2 | tee -a "$LOG"
