@@ -35,7 +35,7 @@ def shape_data(table: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor([SHAPES.index(s) for s in frame["shape"]])
 
 
-def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+def shape_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
         predictions = torch.cat([model(batch).argmax(-1) for batch in images.split(500)])
@@ -54,7 +54,7 @@ def learning_curve(sem: config.SEMConfig, train, test, evaluate_at: list[int], l
     curve, start = [], time.perf_counter()
     for step in range(max(evaluate_at) + 1):
         if step in evaluate_at:
-            curve.append({"step": step, "shape_top1": round(test_accuracy(model, *test), 4),
+            curve.append({"step": step, "shape_top1": round(shape_accuracy(model, *test), 4),
                           "seconds": round(time.perf_counter() - start, 1)})
             print(curve[-1], flush=True)
         for group in optimizer.param_groups:
