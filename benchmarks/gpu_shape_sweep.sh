@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 3 on a GPU, in one device call: does self-distillation learn the shapes' shape once it
 # gets DINO-scale training (batch 1024, ~100 epochs of the 18k training images)? On 2 CPU
-# cores, 1,250 steps of batch 64 did not move shape top-1 off ~0.25 (README, "Discrete Latent
+# cores, 3,000 steps of batch 64 did not move shape top-1 off ~0.25 (README, "Discrete Latent
 # Codes"). Two runs, DINO centring and DINOv2's Sinkhorn-Knopp; rows go to
 # $OUT/sem_probe_sweep_gpu.json. About 8 minutes on one H200 (data loading bound: 14 workers).
 #

@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlc import config
+from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import SHAPES, decode_images, read_table
 from dlc.stages.train_sem import build_encoder
+
+WARMUP_STEPS = 30
 
 
 def shape_data(table: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +46,7 @@ def shape_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
 
 
 def learning_curve(sem: config.SEMConfig, train, test, evaluate_at: list[int], lr: float,
-                   warmup: int, seed: int) -> list[dict]:
+                   seed: int) -> list[dict]:
     torch.manual_seed(seed)
     backbone = build_encoder(sem, pretrained=False).backbone  # num_classes=0: the CLS token
     model = nn.Sequential(backbone, nn.Linear(backbone.embed_dim, len(SHAPES)))
@@ -58,7 +60,7 @@ def learning_curve(sem: config.SEMConfig, train, test, evaluate_at: list[int], l
                           "seconds": round(time.perf_counter() - start, 1)})
             print(curve[-1], flush=True)
         for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup)
+            group["lr"] = lr * min(1.0, (step + 1) / WARMUP_STEPS)
         rows = torch.randint(len(images), (batch,), generator=generator)
         flip = torch.rand(batch, generator=generator) < 0.5
         batch_images = torch.where(flip[:, None, None, None], images[rows].flip(-1),
@@ -80,7 +82,7 @@ def main() -> None:
     sem = config.load("params.yaml").presets["tiny"].sem
     train, test = shape_data(Path(args.images), "train"), shape_data(Path(args.images), "test")
     results = {"images": args.images, "train_images": len(train[1]), "test_images": len(test[1]),
-               "batch_size": sem.train.batch_size, "lr": args.lr, "warmup_steps": 30,
+               "batch_size": sem.train.batch_size, "lr": args.lr, "warmup_steps": WARMUP_STEPS,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "backbones": {}}
     for name, stem in (("patch_embedding", None), ("conv_stem_32", 32)):
         variant = dataclasses.replace(sem, backbone=dataclasses.replace(sem.backbone,
@@ -88,9 +90,8 @@ def main() -> None:
         print(name, flush=True)
         results["backbones"][name] = learning_curve(
             variant, train, test, [int(s) for s in args.evaluate_at.split(",")], args.lr,
-            warmup=30, seed=sem.train.seed)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+            seed=sem.train.seed)
+    io.write_json(args.out, results)
     print(json.dumps(results["backbones"]))
 
 

@@ -4,9 +4,9 @@ temperature), iBOT (the same on masked patch tokens) and KoLeo (spread the embed
 The teacher's targets must not collapse onto one prototype. Two ways, as in DINOv2:
 - `teacher_probabilities`: DINO's centring, logits minus an EMA of their batch mean (`center`,
   updated in place, averaged over processes under DDP);
-- `sinkhorn_knopp`: SwAV's equipartition, the DINOv2 paper's choice. A few alternating normalisations
-  make the batch's targets use every prototype equally, so images that look alike must still
-  be told apart by something the two views share.
+- `sinkhorn_knopp`: SwAV's equipartition, the DINOv2 paper's choice. A few alternating
+  normalisations make the batch's targets use every prototype equally, so images that look
+  alike must still be told apart by something the two views share.
 The student sees every crop, the teacher only the two global ones.
 """
 
@@ -42,7 +42,7 @@ def warmup_cosine(step: int, total: int, peak: float, end: float, warmup: int) -
 def _mean_over_processes(rows: torch.Tensor) -> torch.Tensor:
     """The mean of the rows of every process together (their counts may differ: iBOT's
     masked patches), so that DDP centres the teacher as one process would."""
-    total = _sum_over_processes(torch.cat([rows.sum(0), rows.new_tensor([len(rows)])]))
+    total = _over_processes(torch.cat([rows.sum(0), rows.new_tensor([len(rows)])]))
     return total[:-1] / total[-1]
 
 
@@ -63,25 +63,19 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temp: float, iterations: int = 
     process together; returned with rows summing to 1."""
     logits = teacher_logits.float() / temp
     largest = logits.max() if logits.numel() else logits.new_tensor(float("-inf"))
-    q = torch.exp(logits - _max_over_processes(largest))  # no overflow; scale cancels
-    rows, prototypes = _sum_over_processes(q.new_tensor(len(q))), q.shape[1]
+    q = torch.exp(logits - _over_processes(largest, "MAX"))  # no overflow; scale cancels
+    rows, prototypes = _over_processes(q.new_tensor(len(q))), q.shape[1]
     for _ in range(iterations):
-        q = q / (_sum_over_processes(q.sum(0)) * prototypes)   # each prototype: mass 1/K
+        q = q / (_over_processes(q.sum(0)) * prototypes)   # each prototype: mass 1/K
         q = q / (q.sum(1, keepdim=True) * rows)                 # each row: mass 1/B
     return q * rows
 
 
-def _sum_over_processes(value: torch.Tensor) -> torch.Tensor:
+def _over_processes(value: torch.Tensor, op: str = "SUM") -> torch.Tensor:
+    """`value` reduced (SUM or MAX) over every process; itself in a single process."""
     if dist.is_available() and dist.is_initialized():
         value = value.clone()
-        dist.all_reduce(value)
-    return value
-
-
-def _max_over_processes(value: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        dist.all_reduce(value, op=getattr(dist.ReduceOp, op))
     return value
 
 
