@@ -1,0 +1,97 @@
+"""Which attributes keep self-distillation from learning shape? (issue 3: the probe's shape
+target). The shapes table is re-rendered with some attributes held fixed (the same shapes,
+sizes and positions, drawn white, or on plain black), so that only the others can tell two
+images apart; then the tiny preset's train-sem, extract-codes and probe run on each variant
+(`sem_probe_sweep.sweep_one`, same settings and steps as the preset). The probe predicts the
+attributes that vary. One JSON row per variant. Every variant, `full` included, is drawn by
+`rerender` from the table's columns (positions stored as float32: 12 of the first 3,000 images
+of `dlc data` differ from theirs, by one level in some pixel), so all come from one pipeline.
+
+    .venv/bin/python benchmarks/sem_shortcuts.py                     # every variant
+    .venv/bin/python benchmarks/sem_shortcuts.py --variants plain full --set sem.train.threads=1
+
+Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from sem_probe_sweep import sweep_one
+
+from dlc import io
+from dlc.data import shapes
+
+# variant -> attributes held fixed (everything not listed varies as in `dlc data`)
+VARIANTS = {
+    "full": {},
+    "colour_only": {"background": "black", "texture": "plain"},
+    "background_only": {"colour": "white"},
+    "plain": {"colour": "white", "background": "black", "texture": "plain"},
+}
+ATTRIBUTES = ("shape", "colour", "size", "background", "texture")
+
+
+def rerender(frame: pd.DataFrame, fixed: dict[str, str], resolution: int) -> pd.DataFrame:
+    """The table with `fixed` attributes set and every image drawn again from its columns."""
+    frame = frame.assign(**fixed)
+    radius = np.array([shapes.SIZES[s] for s in frame["size"]]) * resolution
+    centre = frame[["x", "y"]].to_numpy(np.float64) * resolution
+    images: list[bytes] = []
+    for start in range(0, len(frame), 2048):
+        part = slice(start, start + 2048)
+        pixels = shapes.render(*(frame[c].to_numpy()[part] for c in ("shape", "colour")),
+                               radius[part], centre[part],
+                               *(frame[c].to_numpy()[part] for c in ("background", "texture")),
+                               resolution)
+        images.extend(shapes.png_bytes(image) for image in pixels)
+    return frame.assign(image=images)
+
+
+def write_variant(images: Path, fixed: dict[str, str], out: Path) -> Path:
+    frame, _ = shapes.read_table(images)
+    resolution = shapes.decode_images(frame.head(1)).shape[1]
+    table = pa.Table.from_pandas(rerender(frame, fixed, resolution), preserve_index=False)
+    tmp = out.with_suffix(".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(pq.read_metadata(images).metadata), tmp)
+    tmp.replace(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides of the preset, as in sem_probe_sweep.py")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--images", default="results/tiny/data/images.parquet")
+    parser.add_argument("--work", default="results/sem_shortcuts")
+    parser.add_argument("--out", default="benchmarks/results/sem_shortcuts.json")
+    args = parser.parse_args()
+    params = yaml.safe_load(Path(args.params).read_text())
+    out, work = Path(args.out), Path(args.work)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    for name in args.variants:
+        fixed = VARIANTS[name]
+        table = write_variant(Path(args.images), fixed, work / name / "images.parquet")
+        varying = [a for a in ATTRIBUTES if a not in fixed]
+        overrides = [f"probe.targets=[{','.join(varying)}]", *args.set]
+        row = {"variant": name, "fixed": fixed,
+               **sweep_one(name, overrides, params, args.preset, table, work)}
+        row.update(io.run_metadata({"overrides": overrides}))
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        io.write_json(out, rows)
+
+
+if __name__ == "__main__":
+    main()
