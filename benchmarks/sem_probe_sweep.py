@@ -61,26 +61,34 @@ def sweep_one(name: str, overrides: list[str], params: dict, preset: str, images
                      for target, row in report["top1"].items()}}
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """--params, --preset, --images, and --work / --out named after the benchmark."""
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--images", default="results/tiny/data/images.parquet")
+    parser.add_argument("--work", default=f"results/{name}")
+    parser.add_argument("--out", default=f"benchmarks/results/{name}.json")
+
+
+def append_row(out: Path, row: dict, overrides: list[str]) -> None:
+    """The row with the run's metadata, printed and appended to the JSON list in `out`."""
+    row.update(io.run_metadata({"overrides": overrides}))
+    print(json.dumps(row), flush=True)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    io.write_json(out, rows + [row])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", nargs="+", action="append", required=True,
                         metavar=("NAME", "KEY=VALUE"), help="a run: its name and overrides")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--images", default="results/tiny/data/images.parquet")
-    parser.add_argument("--work", default="results/sem_sweep")
-    parser.add_argument("--out", default="benchmarks/results/sem_probe_sweep.json")
+    add_common_arguments(parser, "sem_probe_sweep")
     args = parser.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
-    out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
     for name, *overrides in args.run:
         row = sweep_one(name, overrides, params, args.preset, Path(args.images),
                         Path(args.work))
-        row.update(io.run_metadata({"overrides": overrides}))
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        io.write_json(out, rows)
+        append_row(Path(args.out), row, overrides)
 
 
 if __name__ == "__main__":

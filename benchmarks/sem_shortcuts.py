@@ -16,7 +16,6 @@ Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by defaul
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from sem_probe_sweep import sweep_one
+from sem_probe_sweep import add_common_arguments, append_row, sweep_one
 
-from dlc import io
 from dlc.data import shapes
 
 # variant -> attributes held fixed (everything not listed varies as in `dlc data`)
@@ -71,15 +69,10 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the preset, as in sem_probe_sweep.py")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--images", default="results/tiny/data/images.parquet")
-    parser.add_argument("--work", default="results/sem_shortcuts")
-    parser.add_argument("--out", default="benchmarks/results/sem_shortcuts.json")
+    add_common_arguments(parser, "sem_shortcuts")
     args = parser.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
-    out, work = Path(args.out), Path(args.work)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    work = Path(args.work)
     for name in args.variants:
         fixed = VARIANTS[name]
         table = write_variant(Path(args.images), fixed, work / name / "images.parquet")
@@ -87,11 +80,7 @@ def main() -> None:
         overrides = [f"probe.targets=[{','.join(varying)}]", *args.set]
         row = {"variant": name, "fixed": fixed,
                **sweep_one(name, overrides, params, args.preset, table, work)}
-        row.update(io.run_metadata({"overrides": overrides}))
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-        io.write_json(out, rows)
-
+        append_row(Path(args.out), row, overrides)
 
 if __name__ == "__main__":
     main()
