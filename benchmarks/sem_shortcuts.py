@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 from sem_probe_sweep import add_common_arguments, append_row, sweep_one
 
+from dlc import io
 from dlc.data import shapes
 
 # variant -> attributes held fixed (everything not listed varies as in `dlc data`)
@@ -54,13 +53,9 @@ def rerender(frame: pd.DataFrame, fixed: dict[str, str], resolution: int) -> pd.
 
 
 def write_variant(images: Path, fixed: dict[str, str], out: Path) -> Path:
-    frame, _ = shapes.read_table(images)
-    resolution = shapes.decode_images(frame.head(1)).shape[1]
-    table = pa.Table.from_pandas(rerender(frame, fixed, resolution), preserve_index=False)
-    tmp = out.with_suffix(".tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.replace_schema_metadata(pq.read_metadata(images).metadata), tmp)
-    tmp.replace(out)
+    frame, metadata = shapes.read_table(images)
+    resolution = metadata["params"]["shapes"]["resolution"]
+    io.write_parquet(rerender(frame, fixed, resolution), out, {**metadata, "fixed": fixed})
     return out
 
 
@@ -81,6 +76,7 @@ def main() -> None:
         row = {"variant": name, "fixed": fixed,
                **sweep_one(name, overrides, params, args.preset, table, work)}
         append_row(Path(args.out), row, overrides)
+
 
 if __name__ == "__main__":
     main()
