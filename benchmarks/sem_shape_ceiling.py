@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +30,7 @@ from dlc.stages.train_sem import build_encoder
 WARMUP_STEPS = 30
 
 
-def shape_data(table: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    frame, _ = read_table(table, split)
+def shape_data(frame) -> tuple[torch.Tensor, torch.Tensor]:
     images = normalize()(torch.from_numpy(decode_images(frame)).permute(0, 3, 1, 2))
     return images, torch.tensor([SHAPES.index(s) for s in frame["shape"]])
 
@@ -80,7 +78,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/sem_shape_ceiling.json")
     args = parser.parse_args()
     sem = config.load("params.yaml").presets["tiny"].sem
-    train, test = shape_data(Path(args.images), "train"), shape_data(Path(args.images), "test")
+    frame, _ = read_table(args.images)  # read once, split here
+    train, test = (shape_data(frame[frame["split"] == split]) for split in ("train", "test"))
     results = {"images": args.images, "train_images": len(train[1]), "test_images": len(test[1]),
                "batch_size": sem.train.batch_size, "lr": args.lr, "warmup_steps": WARMUP_STEPS,
                "threads": torch.get_num_threads(), "torch": torch.__version__, "backbones": {}}

@@ -41,14 +41,9 @@ def rerender(frame: pd.DataFrame, fixed: dict[str, str], resolution: int) -> pd.
     frame = frame.assign(**fixed)
     radius = np.array([shapes.SIZES[s] for s in frame["size"]]) * resolution
     centre = frame[["x", "y"]].to_numpy(np.float64) * resolution
-    images: list[bytes] = []
-    for start in range(0, len(frame), 2048):
-        part = slice(start, start + 2048)
-        pixels = shapes.render(*(frame[c].to_numpy()[part] for c in ("shape", "colour")),
-                               radius[part], centre[part],
-                               *(frame[c].to_numpy()[part] for c in ("background", "texture")),
-                               resolution)
-        images.extend(shapes.png_bytes(image) for image in pixels)
+    images = shapes.render_pngs(frame["shape"].to_numpy(), frame["colour"].to_numpy(), radius,
+                                centre, frame["background"].to_numpy(),
+                                frame["texture"].to_numpy(), resolution)
     return frame.assign(image=images)
 
 

@@ -132,6 +132,19 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def render_pngs(shapes: np.ndarray, colours: np.ndarray, radii: np.ndarray, centres: np.ndarray,
+                backgrounds: np.ndarray, textures: np.ndarray, resolution: int,
+                chunk: int = 2048) -> list[bytes]:
+    """`render`, chunk by chunk (bounded memory), each image encoded as PNG."""
+    images: list[bytes] = []
+    for start in range(0, len(shapes), chunk):
+        part = slice(start, start + chunk)
+        pixels = render(shapes[part], colours[part], radii[part], centres[part],
+                        backgrounds[part], textures[part], resolution)
+        images.extend(png_bytes(image) for image in pixels)
+    return images
+
+
 def generate(n_images: int, resolution: int, seed: int, test_fraction: float,
              holdout: list[list[str]], chunk: int = 2048) -> pd.DataFrame:
     """The whole dataset as a DataFrame (PNG bytes in column `image`)."""
@@ -148,13 +161,7 @@ def generate(n_images: int, resolution: int, seed: int, test_fraction: float,
     split = np.where(rng.random(n_images) < test_fraction, "test", "train")
     split = np.where([(s, c) in held_out for s, c in zip(shape, colour)], "holdout", split)
 
-    images: list[bytes] = []
-    for start in range(0, n_images, chunk):
-        part = slice(start, start + chunk)
-        pixels = render(shape[part], colour[part], radius[part], centre[part],
-                        background[part], texture[part], resolution)
-        images.extend(png_bytes(image) for image in pixels)
-
+    images = render_pngs(shape, colour, radius, centre, background, texture, resolution, chunk)
     return pd.DataFrame({
         "image_id": [f"shapes-{i:06d}" for i in range(n_images)],
         "split": split,
