@@ -4,6 +4,7 @@ seeded by (seed, k), whichever process or worker builds it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -83,11 +84,17 @@ class MultiCropDataset(torch.utils.data.Dataset):
         except ValueError as error:
             log.warning("skipping %s", error)
             return None
-        # torchvision draws from the global generator: fork it so the training process's
-        # own random stream (dropout, masks) is untouched, and seed it by sample number.
+        with self.seeded(k):
+            return self.crop(image)
+
+    @contextlib.contextmanager
+    def seeded(self, k: int):
+        """torchvision draws from the global generator: fork it, so that the training
+        process's own random stream (dropout, masks) is untouched, and seed it by sample
+        number k."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.SeedSequence([self.seed, k]).generate_state(1)[0]))
-            return self.crop(image)
+            yield
 
 
 def collate_crops(batch: list) -> tuple[torch.Tensor, torch.Tensor, int]:
