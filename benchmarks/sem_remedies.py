@@ -132,12 +132,15 @@ def colour_head(stack, run: Run) -> None:
     h = run.cfg.sem.head
     _add_module(stack, "colour_head",
                 lambda width: sem.DINOHead(width, h.prototypes, h.hidden, h.bottleneck, h.layers))
-    center = torch.zeros(h.prototypes)
+    state: dict[str, torch.Tensor] = {}  # the centre, made on the first step's device
 
     def term(cfg, encoder, teacher, global_crops, student_out, temps):
         with torch.no_grad():
             logits = teacher.colour_head(teacher(global_crops)["embedding"])
-            targets = train_sem._teacher_targets(cfg, logits, center, temps["teacher_temp"])
+            if "center" not in state:
+                state["center"] = torch.zeros(h.prototypes, device=logits.device)
+            targets = train_sem._teacher_targets(cfg, logits, state["center"],
+                                                 temps["teacher_temp"])
         student_logits = encoder.colour_head(student_out["embedding"])
         return ssl.dino_loss(list(student_logits.chunk(2)), list(targets.chunk(2)),
                              cfg.head.student_temp)
@@ -160,12 +163,12 @@ def infonce(stack, run: Run, weight: float = 1.0, queue_size: int = 4096,
         queries = F.normalize(student_out["embedding"].float(), dim=-1)
         batch = len(keys) // 2
         positive = (queries * torch.cat([keys[batch:], keys[:batch]])).sum(-1, keepdim=True)
-        image = torch.arange(2 * batch) % batch
+        image = torch.arange(2 * batch, device=keys.device) % batch
         in_batch = (queries @ keys.T).masked_fill(image[:, None] == image[None, :], -torch.inf)
         old = queries @ queue[0].T if queue else queries.new_zeros(len(queries), 0)
         logits = torch.cat([positive, in_batch, old], 1) / temperature
         queue[:] = [torch.cat([keys, *queue])[:queue_size]]
-        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+        return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
 
     _add_loss_term(stack, "nce", weight, term)
 
@@ -193,7 +196,8 @@ def reconstruction(stack, run: Run, weight: float = 1.0) -> None:
     """Each student global crop's pixels decoded from its SEM embedding (MSE, weight 1).
 
     The student saw the crop with its iBOT mask; the target is the whole crop."""
-    _add_module(stack, "pixel_decoder", PixelDecoder)
+    _add_module(stack, "pixel_decoder",
+                lambda width: PixelDecoder(width, run.cfg.sem.crops.global_size))
 
     def term(cfg, encoder, teacher, global_crops, student_out, temps):
         decoded = encoder.pixel_decoder(student_out["embedding"])
