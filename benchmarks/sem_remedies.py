@@ -174,8 +174,8 @@ def infonce(stack, run: Run, weight: float = 1.0, queue_size: int = 4096,
 
 
 class PixelDecoder(nn.Module):
-    """(B, D) -> (B, 3, 32, 32): a linear map to 4 x 4 x 128, then three (upsample x2, 3x3
-    conv, GELU) stages and a 1x1 convolution to RGB."""
+    """(B, D) -> (B, 3, size, size): a linear map to 128 x (size/8) x (size/8), then three
+    (upsample x2, 3x3 conv, GELU) stages and a 1x1 convolution to RGB."""
 
     def __init__(self, width: int, size: int = 32):
         super().__init__()
@@ -342,6 +342,8 @@ def main() -> None:
     parser.add_argument("--name", help="the run's name (default: the remedy's)")
     add_common_arguments(parser, "sem_remedies")
     args = parser.parse_args()
+    if args.name and len(args.remedies) > 1:
+        parser.error("--name names one run: give one remedy with it")
     params = yaml.safe_load(Path(args.params).read_text())
     for remedy in args.remedies:
         name = args.name or remedy
