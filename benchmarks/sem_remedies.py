@@ -39,13 +39,15 @@ from dlc.train import checkpoint, ssl
 
 @dataclasses.dataclass
 class Run:
-    """What a remedy may need besides the patches: the run's config, tables and folder."""
+    """What a remedy may need besides the patches: the run's config, tables and folders."""
     cfg: PresetConfig      # the preset with the overrides
     images: Path           # the shapes table
-    work: Path             # this remedy's folder
+    work: Path             # every remedy's folder's parent
+    name: str              # this run's folder under work
 
     def plain_table(self) -> Path:
-        path = self.work / "plain" / "images.parquet"
+        """The plain render of `images`, drawn once and shared by every remedy under work."""
+        path = self.work / "plain_render" / "images.parquet"
         return path if path.is_file() else write_variant(self.images, VARIANTS["plain"], path)
 
 
@@ -313,7 +315,7 @@ def plain_init(stack, run: Run) -> None:
     """Student and teacher start from an encoder trained on the plain renders.
 
     That encoder is the preset's, trained the same steps on the plain renders first."""
-    encoder_path = run.work / "plain_sem" / "encoder.safetensors"
+    encoder_path = run.work / run.name / "plain_sem" / "encoder.safetensors"
     if not encoder_path.is_file():
         train_sem.train(run.cfg.sem, run.plain_table(), encoder_path.parent)
     original = train_sem.build_encoder
@@ -348,12 +350,11 @@ def main() -> None:
     for remedy in args.remedies:
         name = args.name or remedy
         run = Run(overridden(params, args.preset, args.set), Path(args.images),
-                  Path(args.work) / name)
+                  Path(args.work), name)
         with contextlib.ExitStack() as stack:
             REMEDIES[remedy](stack, run)
             row = {"remedy": remedy,
-                   **sweep_one(name, args.set, params, args.preset, run.images,
-                               Path(args.work))}
+                   **sweep_one(name, args.set, params, args.preset, run.images, run.work)}
         append_row(Path(args.out), row, args.set)
 
 
