@@ -236,6 +236,66 @@ def vicreg(stack, run: Run, weight: float = 0.2, dim: int = 512) -> None:
     _add_loss_term(stack, "vicreg", weight, term)
 
 
+def masked_pixels(stack, run: Run, weight: float = 1.0) -> None:
+    """+ SimMIM/MAE: the pixels of iBOT's masked patches predicted from the student's tokens.
+
+    A linear map from each masked patch token to its p x p x 3 pixels, MSE against the
+    per-patch normalised pixels (MAE's norm_pix): the mean colour of a patch is given away,
+    its edges (texture and shape outlines) are not."""
+    if run.cfg.sem.loss.ibot_weight == 0:
+        raise SystemExit("masked_pixels predicts iBOT's masked patches: "
+                         "it needs sem.loss.ibot_weight > 0")
+    patch = run.cfg.sem.backbone.patch_size
+    _add_module(stack, "pixel_head", lambda width: nn.Linear(width, 3 * patch * patch))
+    student_tokens: dict[str, torch.Tensor] = {}
+    original_forward = sem.SEMEncoder.forward
+
+    def forward(self, images, mask=None, tau=None):
+        out = original_forward(self, images, mask, tau)
+        if mask is not None:  # the student's masked global crops
+            student_tokens.update(patches=out["patches"], mask=mask)
+        return out
+
+    stack.enter_context(mock.patch.object(sem.SEMEncoder, "forward", forward))
+
+    def term(cfg, encoder, teacher, global_crops, student_out, temps):
+        pixels = F.unfold(global_crops, patch, stride=patch).transpose(1, 2)  # (B, N, 3pp)
+        pixels = (pixels - pixels.mean(-1, keepdim=True)) / (
+            pixels.var(-1, keepdim=True) + 1e-6).sqrt()
+        mask = student_tokens["mask"]
+        predicted = encoder.pixel_head(student_tokens["patches"][mask])
+        return F.mse_loss(predicted, pixels[mask])
+
+    _add_loss_term(stack, "pixels", weight, term)
+
+
+def sinkhorn_queue(stack, run: Run, queue_size: int = 4096) -> None:
+    """Sinkhorn-Knopp over the batch and a queue of 4,096 past teacher logits (SwAV's queue).
+
+    The equipartition then spans thousands of images, so many share every cheap attribute and
+    must be split by something else."""
+    if run.cfg.sem.head.centering != "sinkhorn":
+        raise SystemExit("sinkhorn_queue needs --set sem.head.centering=sinkhorn")
+    queue: list[torch.Tensor] = []
+    pending = {"dino": False}
+    original_loss, original_targets = train_sem._loss, train_sem._teacher_targets
+
+    def loss(*args, **kwargs):
+        pending["dino"] = True  # _loss asks for the DINO targets first, then iBOT's
+        return original_loss(*args, **kwargs)
+
+    def targets(cfg, logits, center, temp):
+        if not pending["dino"]:
+            return original_targets(cfg, logits, center, temp)
+        pending["dino"] = False
+        rows = torch.cat([logits.float(), *queue])
+        queue[:] = [rows[:queue_size]]
+        return original_targets(cfg, rows, center, temp)[:len(logits)]
+
+    stack.enter_context(mock.patch.object(train_sem, "_loss", loss))
+    stack.enter_context(mock.patch.object(train_sem, "_teacher_targets", targets))
+
+
 # --------------------------------------------------------------------------------------------
 # What the crops are taken from
 # --------------------------------------------------------------------------------------------
@@ -327,9 +387,29 @@ def plain_init(stack, run: Run) -> None:
     stack.enter_context(mock.patch.object(train_sem, "build_encoder", build))
 
 
+def student_weights(stack, run: Run) -> None:
+    """(Diagnostic) the student's final weights are the encoder, not the EMA teacher's.
+
+    With the teacher momentum ending at 1, a short run's teacher stops following the student
+    some way before the end: this measures what the student knows by then."""
+    student: dict[str, nn.Module] = {}
+    original_update, original_write = train_sem.update_ema, train_sem._write_outputs
+
+    def update(teacher, encoder, momentum):
+        student["encoder"] = encoder
+        return original_update(teacher, encoder, momentum)
+
+    def write(cfg, out_dir, teacher, *args):
+        return original_write(cfg, out_dir, student["encoder"], *args)
+
+    stack.enter_context(mock.patch.object(train_sem, "update_ema", update))
+    stack.enter_context(mock.patch.object(train_sem, "_write_outputs", write))
+
+
 REMEDIES = {f.__name__: f for f in (colour_locals, colour_all, colour_all_blur, colour_head,
                                     infonce, silhouette, plain_mix, plain_init, group_batches,
-                                    reconstruction, vicreg)}
+                                    reconstruction, vicreg, sinkhorn_queue,
+                                    masked_pixels, student_weights)}
 
 
 def main() -> None:
