@@ -277,17 +277,16 @@ def sinkhorn_queue(stack, run: Run, queue_size: int = 4096) -> None:
     if run.cfg.sem.head.centering != "sinkhorn":
         raise SystemExit("sinkhorn_queue needs --set sem.head.centering=sinkhorn")
     queue: list[torch.Tensor] = []
-    pending = {"dino": False}
+    dino_center: list[torch.Tensor] = []  # tells the DINO targets from iBOT's
     original_loss, original_targets = train_sem._loss, train_sem._teacher_targets
 
-    def loss(*args, **kwargs):
-        pending["dino"] = True  # _loss asks for the DINO targets first, then iBOT's
-        return original_loss(*args, **kwargs)
+    def loss(cfg, student, teacher, global_crops, local_crops, centers, *args):
+        dino_center[:] = [centers["dino"]]
+        return original_loss(cfg, student, teacher, global_crops, local_crops, centers, *args)
 
     def targets(cfg, logits, center, temp):
-        if not pending["dino"]:
+        if center is not dino_center[0]:
             return original_targets(cfg, logits, center, temp)
-        pending["dino"] = False
         rows = torch.cat([logits.float(), *queue])
         queue[:] = [rows[:queue_size]]
         return original_targets(cfg, rows, center, temp)[:len(logits)]
