@@ -236,6 +236,25 @@ def vicreg(stack, run: Run, weight: float = 0.2, dim: int = 512) -> None:
     _add_loss_term(stack, "vicreg", weight, term)
 
 
+def rotation(stack, run: Run, weight: float = 1.0) -> None:
+    """+ RotNet (Gidaris et al. 2018): each image's rotation by k x 90 deg predicted from its codes.
+
+    The first global crop of each image, turned by a k drawn per image, goes through the student
+    once more; a linear head on its SEM embedding predicts k (cross-entropy). Colour, background
+    and position do not turn with the image; the outline of a triangle, star or hexagon does."""
+    _add_module(stack, "rotation_head", lambda width: nn.Linear(width, 4))
+
+    def term(cfg, encoder, teacher, global_crops, student_out, temps):
+        upright = global_crops[:len(global_crops) // 2]
+        turns = torch.randint(4, (len(upright),), device=upright.device)  # seeded per step
+        turned = torch.stack([torch.rot90(upright, k, dims=(2, 3)) for k in range(4)], 1)
+        turned = turned[torch.arange(len(upright), device=upright.device), turns]
+        return F.cross_entropy(encoder.rotation_head(encoder(turned)["embedding"]).float(),
+                               turns)
+
+    _add_loss_term(stack, "rotation", weight, term)
+
+
 def masked_pixels(stack, run: Run, weight: float = 1.0) -> None:
     """+ SimMIM/MAE: the pixels of iBOT's masked patches predicted from the student's tokens.
 
@@ -408,7 +427,7 @@ def student_weights(stack, run: Run) -> None:
 REMEDIES = {f.__name__: f for f in (colour_locals, colour_all, colour_all_blur, colour_head,
                                     infonce, silhouette, plain_mix, plain_init, group_batches,
                                     reconstruction, vicreg, sinkhorn_queue,
-                                    masked_pixels, student_weights)}
+                                    masked_pixels, rotation, student_weights)}
 
 
 def main() -> None:

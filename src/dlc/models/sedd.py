@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc.models.attention import attention
 from dlc.models.embeddings import TimestepEmbedder, modulate
 
 
@@ -71,7 +72,7 @@ class Block(nn.Module):
         qkv = self.qkv(modulate(self.norm1(x), shift1, scale1))
         q, k, v = qkv.view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attended = F.scaled_dot_product_attention(q, k, v)           # bidirectional
+        attended = attention(q, k, v)  # bidirectional
         attended = attended.transpose(1, 2).reshape(batch, length, hidden)
         x = x + gate1[:, None] * self.dropout(self.attn_out(attended))
         h = self.mlp(modulate(self.norm2(x), shift2, scale2))

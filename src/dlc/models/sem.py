@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc.models.attention import cpu_bf16
+
 
 def code_dtype(vocab: int) -> torch.dtype:
     """The smallest integer type that holds codes in [0, vocab)."""
@@ -94,6 +96,10 @@ class SEMEncoder(nn.Module):
             flat = torch.where(mask[..., None], self.mask_token.to(flat.dtype), flat)
             patches = flat.reshape(shape)
         x = bb.norm_pre(bb.patch_drop(bb._pos_embed(patches)))
+        # timm's own switch between SDPA and attention written out (see models/attention.py)
+        fused = not cpu_bf16(images.device)
+        for block in bb.blocks:
+            block.attn.fused_attn = fused
         return bb.blocks(x)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None,
