@@ -424,10 +424,38 @@ def student_weights(stack, run: Run) -> None:
     stack.enter_context(mock.patch.object(train_sem, "_write_outputs", write))
 
 
+def sem_norm_off(stack, run: Run) -> None:
+    """(Diagnostic) the SEM head without its LayerNorm over L*V.
+
+    With the labels, shape read through the SEM embedding is learnt half as fast as from the
+    CLS and register tokens, and mostly because of that norm (`sem_shape_ceiling.py --read`)."""
+    def forward(self, summary, tau):
+        logits = self.to_logits(summary).view(-1, self.length, self.vocab)
+        probabilities = torch.softmax(logits / tau, dim=-1)
+        return probabilities, self.from_simplex(probabilities.flatten(1))
+
+    stack.enter_context(mock.patch.object(sem.SEMHead, "forward", forward))
+
+
+def dino_on_cls(stack, run: Run) -> None:
+    """(Diagnostic) the DINO head and KoLeo on the final-normed CLS token, bypassing the SEM.
+
+    The SEM head is then trained by nothing: read the probe's features, not its codes."""
+    original_forward = sem.SEMEncoder.forward
+
+    def forward(self, images, mask=None, tau=None):
+        out = original_forward(self, images, mask, tau)
+        cls = out["summary"][:, :self.backbone.embed_dim]  # pre-final-norm CLS comes first
+        return {**out, "embedding": self.backbone.norm(cls)}
+
+    stack.enter_context(mock.patch.object(sem.SEMEncoder, "forward", forward))
+
+
 REMEDIES = {f.__name__: f for f in (colour_locals, colour_all, colour_all_blur, colour_head,
                                     infonce, silhouette, plain_mix, plain_init, group_batches,
                                     reconstruction, vicreg, sinkhorn_queue,
-                                    masked_pixels, rotation, student_weights)}
+                                    masked_pixels, rotation, student_weights,
+                                    sem_norm_off, dino_on_cls)}
 
 
 def main() -> None:

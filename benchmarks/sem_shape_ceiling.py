@@ -8,7 +8,14 @@ Both the preset's patch embedding and the convolutional stem (`sem.backbone.conv
 Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by default). Writes
 benchmarks/results/sem_shape_ceiling.json.
 
+`--read` moves the classifier to what self-distillation trains through: `summary` (the CLS and
+register tokens, concatenated: the SEM head's input), `sem` (the SEM embedding, where the DINO
+head sits) or `sem_norm_off` (the same without the head's LayerNorm over L*V); the whole
+encoder is then trained, and the results go to sem_shape_ceiling_<read>.json.
+
     .venv/bin/python benchmarks/sem_shape_ceiling.py
+    .venv/bin/python benchmarks/sem_shape_ceiling.py --read sem --stems patch_embedding \\
+        --evaluate-at 0,160,320,640
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from torch import nn
 from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import SHAPES, decode_images, read_table
+from dlc.models.sem import SEMEncoder
 from dlc.stages.train_sem import build_encoder
 
 WARMUP_STEPS = 30
+READS = ("cls", "summary", "sem", "sem_norm_off")
+STEMS = {"patch_embedding": None, "conv_stem_32": 32}
 
 
 def shape_data(frame) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,11 +53,37 @@ def shape_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     return (predictions == labels).float().mean().item()
 
 
+class ReadOut(nn.Module):
+    """A linear shape classifier on one of the SEM encoder's outputs (see --read)."""
+
+    def __init__(self, encoder: SEMEncoder, read: str):
+        super().__init__()
+        self.encoder, self.read = encoder, read
+        width = encoder.backbone.embed_dim
+        self.classifier = nn.Linear(encoder.num_prefix * width if read == "summary" else width,
+                                    len(SHAPES))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        encoder = self.encoder
+        if self.read == "sem":  # the head as train-sem runs it
+            return self.classifier(encoder(images)["embedding"])
+        summary = encoder.tokens(images)[:, :encoder.num_prefix].flatten(1)
+        if self.read == "summary":
+            return self.classifier(summary)
+        head = encoder.sem  # sem_norm_off: the head's own layers, its norm left out
+        logits = head.to_logits(summary).view(-1, head.length, head.vocab)
+        probabilities = torch.softmax(logits / encoder.tau, dim=-1)
+        return self.classifier(encoder.backbone.norm(head.from_simplex(probabilities.flatten(1))))
+
+
 def learning_curve(sem: config.SEMConfig, train, test, evaluate_at: list[int], lr: float,
-                   seed: int) -> list[dict]:
+                   seed: int, read: str = "cls") -> list[dict]:
     torch.manual_seed(seed)
-    backbone = build_encoder(sem, pretrained=False).backbone  # num_classes=0: the CLS token
-    model = nn.Sequential(backbone, nn.Linear(backbone.embed_dim, len(SHAPES)))
+    if read == "cls":
+        backbone = build_encoder(sem, pretrained=False).backbone  # num_classes=0: the CLS token
+        model = nn.Sequential(backbone, nn.Linear(backbone.embed_dim, len(SHAPES)))
+    else:
+        model = ReadOut(build_encoder(sem, pretrained=False), read)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     generator = torch.Generator().manual_seed(seed)
     (images, labels), batch = train, sem.train.batch_size
@@ -75,22 +111,29 @@ def main() -> None:
     parser.add_argument("--images", default="results/tiny/data/images.parquet")
     parser.add_argument("--evaluate-at", default="0,160,320,640,1000,1500")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", default="benchmarks/results/sem_shape_ceiling.json")
+    parser.add_argument("--out", help="default: benchmarks/results/sem_shape_ceiling.json, "
+                        "or sem_shape_ceiling_<read>.json with --read")
+    parser.add_argument("--read", default="cls", choices=READS)
+    parser.add_argument("--stems", nargs="+", default=list(STEMS), choices=list(STEMS))
     args = parser.parse_args()
+    suffix = "" if args.read == "cls" else f"_{args.read}"
+    out = args.out or f"benchmarks/results/sem_shape_ceiling{suffix}.json"
     sem = config.load("params.yaml").presets["tiny"].sem
     frame, _ = read_table(args.images)  # read once, split here
     train, test = (shape_data(frame[frame["split"] == split]) for split in ("train", "test"))
     results = {"images": args.images, "train_images": len(train[1]), "test_images": len(test[1]),
                "batch_size": sem.train.batch_size, "lr": args.lr, "warmup_steps": WARMUP_STEPS,
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "backbones": {}}
-    for name, stem in (("patch_embedding", None), ("conv_stem_32", 32)):
+               "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "read": args.read, "backbones": {}}
+    for name in args.stems:
+        stem = STEMS[name]
         variant = dataclasses.replace(sem, backbone=dataclasses.replace(sem.backbone,
                                                                         conv_stem=stem))
         print(name, flush=True)
         results["backbones"][name] = learning_curve(
             variant, train, test, [int(s) for s in args.evaluate_at.split(",")], args.lr,
-            seed=sem.train.seed)
-    io.write_json(args.out, results)
+            seed=sem.train.seed, read=args.read)
+    io.write_json(out, results)
     print(json.dumps(results["backbones"]))
 
 
