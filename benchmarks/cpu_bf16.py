@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -47,7 +46,8 @@ def cpu_name() -> str:
 
 
 def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    """The context a training stage runs its steps in (fp32: none)."""
+    return distributed.autocast(torch.device("cpu"), precision)
 
 
 def timed_ms(step, repeat: int) -> float:
@@ -162,7 +162,7 @@ def main() -> None:
             "dit": dit_step_ms(preset.dit, latent_shape, length, vocab, precision, 20)}
     result = {
         "machine": f"{cpu_name()}, torch.set_num_threads(1)",
-        "onednn_bf16": distributed.cpu_has_native_bf16(),
+        "onednn_bf16": distributed.onednn_bf16_supported(),
         "torch": torch.__version__,
         "matmul": matmul_gflops(),
         "attention_forward_backward_ms": attention_ms(),

@@ -1,9 +1,10 @@
 """Scaled dot-product attention for every model of the package, fast under bf16 on CPU too.
 
-PyTorch's SDPA picks a flash kernel on CPU; in bf16 its backward is about 6x slower than in
-fp32 (`benchmarks/cpu_bf16.py`), while bf16 matrix products on a CPU with AVX512-BF16 or AMX
-are about 4.7x faster than fp32 ones. So under CPU bf16 autocast attention is written out as
-two batched products and a softmax (which autocast keeps in fp32); everywhere else it is SDPA.
+PyTorch's SDPA picks a flash kernel on CPU, whose forward and backward take about 4x as long
+in bf16 as in fp32, while bf16 matrix products on a CPU with AVX512-BF16 or AMX run about 4.7x
+faster than fp32 ones (`benchmarks/cpu_bf16.py`). So under CPU bf16 autocast, attention is
+written out as two batched products and a softmax (which autocast keeps in fp32); everywhere
+else it is SDPA.
 """
 
 from __future__ import annotations

@@ -27,16 +27,17 @@ class Processes:
 def autocast(device: torch.device, precision: str | None = None):
     """The autocast context of a stage. `precision` None (the inference stages): bf16 on a GPU,
     fp32 on CPU. "bf16" or "fp32" (a training stage's `train.precision`): that, on any device:
-    CPUs with AVX512-BF16 or AMX multiply bf16 matrices about 4.7x faster than fp32
-    (`benchmarks/cpu_bf16.py`). Reusable: `with` it once per step."""
+    a CPU with AVX512-BF16 or AMX multiplies bf16 matrices several times faster than fp32 ones
+    (4.7x on the development machine, `benchmarks/cpu_bf16.py`). Reusable: `with` it once per
+    step."""
     if precision is None:
         precision = "bf16" if device.type == "cuda" else "fp32"
-    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+    if device.type == "cpu" and precision == "bf16" and not onednn_bf16_supported():
         log.warning("precision bf16: oneDNN has no bf16 kernels for this CPU; fp32 is faster")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def cpu_has_native_bf16() -> bool:
+def onednn_bf16_supported() -> bool:
     """Whether oneDNN has bf16 kernels for this CPU (x86 AVX-512, Arm BF16). They beat fp32
     where the CPU multiplies bf16 natively (AVX512-BF16, AMX): check with the benchmark."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
