@@ -424,17 +424,19 @@ def student_weights(stack, run: Run) -> None:
     stack.enter_context(mock.patch.object(train_sem, "_write_outputs", write))
 
 
+def sem_head_without_norm(head: sem.SEMHead, summary: torch.Tensor, tau: float):
+    """SEMHead.forward with its LayerNorm over L*V left out."""
+    logits = head.to_logits(summary).view(-1, head.length, head.vocab)
+    probabilities = torch.softmax(logits / tau, dim=-1)
+    return probabilities, head.from_simplex(probabilities.flatten(1))
+
+
 def sem_norm_off(stack, run: Run) -> None:
     """(Diagnostic) the SEM head without its LayerNorm over L*V.
 
     With the labels, shape read through the SEM embedding is learnt half as fast as from the
     CLS and register tokens, and mostly because of that norm (`sem_shape_ceiling.py --read`)."""
-    def forward(self, summary, tau):
-        logits = self.to_logits(summary).view(-1, self.length, self.vocab)
-        probabilities = torch.softmax(logits / tau, dim=-1)
-        return probabilities, self.from_simplex(probabilities.flatten(1))
-
-    stack.enter_context(mock.patch.object(sem.SEMHead, "forward", forward))
+    stack.enter_context(mock.patch.object(sem.SEMHead, "forward", sem_head_without_norm))
 
 
 def dino_on_cls(stack, run: Run) -> None:

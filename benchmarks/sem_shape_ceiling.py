@@ -27,6 +27,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from sem_remedies import sem_head_without_norm
 from torch import nn
 
 from dlc import config, io
@@ -70,10 +71,8 @@ class ReadOut(nn.Module):
         summary = encoder.tokens(images)[:, :encoder.num_prefix].flatten(1)
         if self.read == "summary":
             return self.classifier(summary)
-        head = encoder.sem  # sem_norm_off: the head's own layers, its norm left out
-        logits = head.to_logits(summary).view(-1, head.length, head.vocab)
-        probabilities = torch.softmax(logits / encoder.tau, dim=-1)
-        return self.classifier(encoder.backbone.norm(head.from_simplex(probabilities.flatten(1))))
+        _, embedding = sem_head_without_norm(encoder.sem, summary, encoder.tau)
+        return self.classifier(encoder.backbone.norm(embedding))
 
 
 def learning_curve(sem: config.SEMConfig, train, test, evaluate_at: list[int], lr: float,
