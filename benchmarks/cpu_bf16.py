@@ -22,11 +22,11 @@ import platform
 import time
 from pathlib import Path
 
+import sedd
 import torch
 import torch.nn.functional as F
 
 from dlc import config
-from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.diffusion.gaussian import GaussianDiffusion
 from dlc.models.attention import attention
 from dlc.stages import train_dit, train_sedd, train_sem
@@ -69,9 +69,10 @@ def matmul_gflops(m: int = 11520, k: int = 128, n: int = 512) -> dict:
 def attention_ms(batch: int = 256, heads: int = 4, tokens: int = 69, dim: int = 32) -> dict:
     def run(precision: str, kernel) -> float:
         q, k, v = (torch.randn(batch, heads, tokens, dim, requires_grad=True) for _ in range(3))
+        context = autocast(precision)
 
         def step():
-            with autocast(precision):
+            with context:
                 out = kernel(q, k, v)
             out.float().sum().backward()
         return timed_ms(step, 5)
@@ -92,9 +93,10 @@ def sem_step_ms(cfg: config.SEMConfig, precision: str, repeat: int) -> float:
     local_crops = torch.randn(crops.local_crops * batch, 3, crops.local_size, crops.local_size)
     centers = {name: torch.zeros(cfg.head.prototypes) for name in ("dino", "ibot")}
     temps = train_sem._schedules(cfg, cfg.train.steps // 2, batch)
+    context = autocast(precision)
 
     def step():
-        with autocast(precision):
+        with context:
             terms = train_sem._loss(cfg, student, teacher, global_crops, local_crops, centers,
                                     temps, StepRandom(0, 0))
         optimizer.zero_grad(set_to_none=True)
@@ -107,20 +109,8 @@ def sem_step_ms(cfg: config.SEMConfig, precision: str, repeat: int) -> float:
 def sedd_step_ms(cfg: config.SEDDConfig, length: int, vocab: int, precision: str,
                  repeat: int) -> float:
     torch.manual_seed(0)
-    model, process = train_sedd.build_model(cfg, length, vocab), AbsorbingDiffusion(vocab)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
-    codes = torch.randint(0, vocab, (cfg.train.batch_size, length))
-
-    def step():
-        t = torch.rand(len(codes)) * (1 - 1e-3) + 1e-3
-        noisy = process.corrupt(codes, t)
-        with autocast(precision):
-            log_score = model(noisy, process.noise.total(t))
-        loss = process.score_entropy(log_score.float(), noisy, codes, t).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return timed_ms(step, repeat)
+    return sedd.train_step_ms(length, cfg.train.batch_size, repeat,
+                              train_sedd.build_model(cfg, length, vocab), autocast(precision))
 
 
 def dit_step_ms(cfg: config.DiTConfig, latent_shape, length: int, vocab: int, precision: str,
@@ -135,8 +125,10 @@ def dit_step_ms(cfg: config.DiTConfig, latent_shape, length: int, vocab: int, pr
     latents = torch.randn(batch, *latent_shape)
     codes = torch.randint(0, vocab, (batch, length))
 
+    context = autocast(precision)
+
     def network_fp32(x, timesteps, **kwargs):
-        with autocast(precision):
+        with context:
             return model(x, timesteps, **kwargs).float()
 
     def step():

@@ -7,6 +7,7 @@ benchmarks/results/sedd.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -19,16 +20,21 @@ from dlc.models.sedd import SIZES, SEDDTransformer
 VOCAB = 256
 
 
-def train_step_ms(length: int, batch: int, repeat: int = 3) -> float:
-    model = SEDDTransformer(VOCAB, length, SIZES["small"])
-    process = AbsorbingDiffusion(VOCAB)
+def train_step_ms(length: int, batch: int, repeat: int = 3, model: SEDDTransformer | None = None,
+                  autocast=contextlib.nullcontext()) -> float:
+    """ms per training step of `model` (default: SEDD-small over V = 256) on random codes."""
+    model = model or SEDDTransformer(VOCAB, length, SIZES["small"])
+    vocab = model.vocab_size
+    process = AbsorbingDiffusion(vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, foreach=True)
-    codes = torch.randint(0, VOCAB, (batch, length))
+    codes = torch.randint(0, vocab, (batch, length))
 
     def step():
         t = torch.rand(batch) * (1 - 1e-3) + 1e-3
         noisy = process.corrupt(codes, t)
-        loss = process.score_entropy(model(noisy, process.noise.total(t)), noisy, codes, t)
+        with autocast:
+            log_score = model(noisy, process.noise.total(t))
+        loss = process.score_entropy(log_score, noisy, codes, t)
         optimizer.zero_grad()
         loss.mean().backward()
         optimizer.step()
