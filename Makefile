@@ -20,7 +20,9 @@ $(BIN)/dlc: pyproject.toml requirements.lock
 run: $(BIN)/dlc
 	$(BIN)/snakemake -c$(CORES)
 
+# Lint (pyflakes, pycodestyle, import order: pyproject.toml), then the tests.
 test: $(BIN)/dlc
+	$(BIN)/ruff check
 	$(BIN)/python -m pytest -q
 
 # Refresh the lock file after changing dependencies in pyproject.toml.

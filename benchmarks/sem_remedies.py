@@ -4,7 +4,7 @@ probe them (`sem_probe_sweep.sweep_one`); one JSON row per remedy. None of them 
 product: they are measured negative results, kept so that every number in the README can be
 rerun, on the dataset or at another scale (`--set sem.train.batch_size=1024 ...` on a GPU).
 
-    .venv/bin/python benchmarks/sem_remedies.py --remedies colour_all silhouette \\
+    .venv/bin/python benchmarks/sem_remedies.py --remedies colour_all standardise+koleo_queue \\
         --set sem.train.threads=1
 
 `--help` lists the remedies; the README ("Remedies that did not lift it") gives their numbers.
@@ -33,7 +33,7 @@ from dlc.config import PresetConfig
 from dlc.data import multicrop
 from dlc.data.sources import ImageTable
 from dlc.models import sem
-from dlc.stages import train_sem
+from dlc.stages import extract_codes, train_sem
 from dlc.train import checkpoint, ssl
 
 
@@ -54,25 +54,46 @@ class Run:
 # --------------------------------------------------------------------------------------------
 # Augmentations
 # --------------------------------------------------------------------------------------------
-def _randomise_colours(stack: contextlib.ExitStack, locals_only: bool, blur: bool) -> None:
-    """Insert a colour randomiser before each chosen view's normalisation."""
-    extra = [v2.GaussianBlur(7, sigma=(1.0, 2.0))] if blur else []
+ViewChange = Callable[[v2.Compose], v2.Compose]
 
-    def randomised(view: v2.Compose) -> v2.Compose:
-        steps = list(view.transforms)
-        randomiser = v2.RandomApply([v2.RandomChannelPermutation(), v2.ColorJitter(hue=0.5),
-                                     *extra], p=1.0)
-        return v2.Compose(steps[:-1] + [randomiser, steps[-1]])
 
+def _patch_views(stack, local: ViewChange | None = None,
+                 global_: ViewChange | None = None) -> None:
+    """Change MultiCrop's local view and/or each of its global views as it is built."""
     original = multicrop.MultiCrop.__init__
 
     def init(self, cfg):
         original(self, cfg)
-        self.local = randomised(self.local)
-        if not locals_only:
-            self.globals = [randomised(view) for view in self.globals]
+        if local is not None:
+            self.local = local(self.local)
+        if global_ is not None:
+            self.globals = [global_(view) for view in self.globals]
 
     stack.enter_context(mock.patch.object(multicrop.MultiCrop, "__init__", init))
+
+
+def _before_normalisation(make: Callable[[], Callable]) -> ViewChange:
+    """A view with a new transform from make() inserted before its normalisation (the last)."""
+    def change(view: v2.Compose) -> v2.Compose:
+        steps = list(view.transforms)
+        return v2.Compose(steps[:-1] + [make(), steps[-1]])
+    return change
+
+
+def _with_crop(make: Callable[[], Callable]) -> ViewChange:
+    """A view with its RandomResizedCrop replaced by make()."""
+    def change(view: v2.Compose) -> v2.Compose:
+        return v2.Compose([make() if isinstance(step, v2.RandomResizedCrop) else step
+                           for step in view.transforms])
+    return change
+
+
+def _randomise_colours(stack: contextlib.ExitStack, locals_only: bool, blur: bool) -> None:
+    """Insert a colour randomiser before each chosen view's normalisation."""
+    extra = [v2.GaussianBlur(7, sigma=(1.0, 2.0))] if blur else []
+    randomised = _before_normalisation(lambda: v2.RandomApply(
+        [v2.RandomChannelPermutation(), v2.ColorJitter(hue=0.5), *extra], p=1.0))
+    _patch_views(stack, local=randomised, global_=None if locals_only else randomised)
 
 
 def colour_locals(stack, run: Run) -> None:
@@ -88,6 +109,99 @@ def colour_all(stack, run: Run) -> None:
 def colour_all_blur(stack, run: Run) -> None:
     """The same and a Gaussian blur (sigma 1-2, against the textures) on every crop."""
     _randomise_colours(stack, locals_only=False, blur=True)
+
+
+class ScramblePalette(torch.nn.Module):
+    """uint8 (3, H, W) -> the same with each channel of a random permutation inverted with
+    probability 1/2 and raised to a random power in [1/2, 2]: every view gets its own palette,
+    so that no colour or brightness is shared between two views of an image; edges are."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        channels = image[torch.randperm(3)].float() / 255
+        inverted = torch.rand(3, 1, 1) < 0.5
+        channels = torch.where(inverted, 1 - channels, channels)
+        gamma = torch.exp((torch.rand(3, 1, 1) * 2 - 1) * np.log(2.0))
+        return (channels ** gamma * 255).round().to(torch.uint8)
+
+
+def palette_scramble(stack, run: Run) -> None:
+    """A random palette per crop: channels permuted, inverted and gamma-mapped independently.
+
+    Colour, background colour and brightness are then never shared between two views."""
+    scrambled = _before_normalisation(ScramblePalette)
+    _patch_views(stack, local=scrambled, global_=scrambled)
+
+
+class ObjectCrop(torch.nn.Module):
+    """A RandomResizedCrop (square, same scale range) centred on a random point of the object.
+
+    The object proposal knows only that every background of `shapes` is dark: the pixels with a
+    channel above `threshold` (backgrounds reach 140, the darkest shape colour 180). The crop's
+    centre is the proposal's centroid moved by up to `jitter` times its radius (1: the crop may
+    show only a part of the outline); an image without a proposal gets a plain random crop."""
+
+    def __init__(self, size: int, scale: list[float], jitter: float = 1.0,
+                 threshold: int = 160):
+        super().__init__()
+        self.size, self.scale, self.jitter, self.threshold = size, scale, jitter, threshold
+        self.fallback = v2.RandomResizedCrop(size, scale=tuple(scale), antialias=True,
+                                             interpolation=v2.InterpolationMode.BICUBIC)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        rows, cols = torch.nonzero(image.amax(0) > self.threshold, as_tuple=True)
+        if len(rows) == 0:
+            return self.fallback(image)
+        radius = (len(rows) / np.pi) ** 0.5
+        low, high = self.scale
+        side = int(round((height * width * (low + (high - low) * torch.rand(()).item())) ** 0.5))
+        side = max(1, min(side, height, width))
+        centre = (torch.stack([rows.float().mean(), cols.float().mean()])
+                  + (torch.rand(2) * 2 - 1) * self.jitter * radius)
+        top = int((centre[0] - side / 2).round().clamp(0, height - side))
+        left = int((centre[1] - side / 2).round().clamp(0, width - side))
+        return v2.functional.resized_crop(image, top, left, side, side, [self.size, self.size],
+                                          interpolation=v2.InterpolationMode.BICUBIC,
+                                          antialias=True)
+
+
+def object_locals(stack, run: Run) -> None:
+    """Local crops around an object proposal (object-aware cropping, Mishra et al. 2022).
+
+    Random 16-px local crops mostly show background, so matching them to the global crops
+    teaches background and texture; these show a part of the shape and its colour."""
+    crops = run.cfg.sem.crops
+    _patch_views(stack, local=_with_crop(lambda: ObjectCrop(crops.local_size,
+                                                             crops.local_scale)))
+
+
+def object_globals(stack, run: Run) -> None:
+    """Global crops around the object proposal too, zoomed in: 1/4 to all of the image.
+
+    The shape then fills more of each global view than the background does, as it does in
+    the plain render, where self-distillation learns shape."""
+    size = run.cfg.sem.crops.global_size
+    _patch_views(stack, global_=_with_crop(lambda: ObjectCrop(size, [0.25, 1.0], jitter=0.3)))
+
+
+class Standardise(torch.nn.Module):
+    """float (..., 3, H, W) -> each image less its mean colour, over its standard deviation."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        centred = image - image.mean((-2, -1), keepdim=True)
+        return centred / (centred.pow(2).mean((-3, -2, -1), keepdim=True).sqrt() + 1e-3)
+
+
+def standardise(stack, run: Run) -> None:
+    """Every image (training crops and extraction alike) less its mean colour, over its std.
+
+    The background fills most of an image, so its colour sets most of the pixels' variance,
+    and a random encoder's features follow it; standardised, the object's contrast leads."""
+    def normalize() -> v2.Transform:
+        return v2.Compose([v2.ToDtype(torch.float32, scale=True), Standardise()])
+
+    stack.enter_context(mock.patch.object(multicrop, "normalize", normalize))
+    stack.enter_context(mock.patch.object(extract_codes, "normalize", normalize))
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +287,67 @@ def infonce(stack, run: Run, weight: float = 1.0, queue_size: int = 4096,
         return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
 
     _add_loss_term(stack, "nce", weight, term)
+
+
+def shuffle_patches(images: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, C, H, W) -> each image cut into grid x grid tiles, put back in a random order."""
+    batch, channels, height, width = images.shape
+    tile_h, tile_w = height // grid, width // grid
+    tiles = images.unfold(2, tile_h, tile_h).unfold(3, tile_w, tile_w)   # B C g g th tw
+    tiles = tiles.reshape(batch, channels, grid * grid, tile_h, tile_w)
+    order = torch.rand(batch, grid * grid, device=images.device).argsort(1)
+    tiles = tiles[torch.arange(batch, device=images.device)[:, None], :, order]  # B g*g C ..
+    tiles = tiles.reshape(batch, grid, grid, channels, tile_h, tile_w)
+    return tiles.permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width)
+
+
+def shuffled_negatives(stack, run: Run, weight: float = 1.0, grid: int = 4,
+                       temperature: float = 0.2) -> None:
+    """+ InfoNCE with the images' own tile-shuffled crops among the negatives (Ge et al. 2021).
+
+    Query: the student's embedding of a global crop; positive: the teacher's of the other
+    global crop; negatives: the teacher's of the batch's other images and of every image's
+    second global crop cut into 4 x 4 tiles and shuffled. A shuffled crop keeps its colours,
+    background and texture and loses its outline, so only the outline tells it from the
+    positive."""
+    def term(cfg, encoder, teacher, global_crops, student_out, temps):
+        batch = len(global_crops) // 2
+        with torch.no_grad():
+            keys = F.normalize(teacher(global_crops)["embedding"].float(), dim=-1)
+            shuffled = shuffle_patches(global_crops[batch:], grid)
+            shuffled_keys = F.normalize(teacher(shuffled)["embedding"].float(), dim=-1)
+        queries = F.normalize(student_out["embedding"].float(), dim=-1)
+        positive = (queries * torch.cat([keys[batch:], keys[:batch]])).sum(-1, keepdim=True)
+        image = torch.arange(2 * batch, device=keys.device) % batch
+        in_batch = (queries @ keys.T).masked_fill(image[:, None] == image[None, :], -torch.inf)
+        logits = torch.cat([positive, in_batch, queries @ shuffled_keys.T], 1) / temperature
+        return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
+
+    _add_loss_term(stack, "shuffled", weight, term)
+
+
+def koleo_queue(stack, run: Run, queue_size: int = 4096) -> None:
+    """KoLeo's nearest neighbour sought among a queue of 4,096 past embeddings too.
+
+    On the plain render KoLeo alone teaches shape (without it the probe stays at random
+    weights' level); on the dataset a batch's nearest neighbours differ in colour, background
+    or texture, which spreads them. Among 4,096 past images many share every cheap attribute,
+    and only shape, size or position can spread those."""
+    queue: list[torch.Tensor] = []
+    this_step: list[torch.Tensor] = []  # the step's first global crops, queued after both
+
+    def koleo(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        x = F.normalize(embeddings.float(), dim=-1, eps=eps)
+        distances = torch.cdist(x, x) + torch.eye(len(x), device=x.device) * 1e9
+        if queue:
+            distances = torch.cat([distances, torch.cdist(x, queue[0])], 1)
+        this_step.append(x.detach())
+        if len(this_step) == 2:  # train_sem calls it once per global crop
+            queue[:] = [torch.cat([*this_step, *queue])[:queue_size]]
+            this_step.clear()
+        return -torch.log(distances.min(-1).values + eps).mean()
+
+    stack.enter_context(mock.patch.object(ssl, "koleo_loss", koleo))
 
 
 class PixelDecoder(nn.Module):
@@ -312,6 +487,41 @@ def sinkhorn_queue(stack, run: Run, queue_size: int = 4096) -> None:
 
     stack.enter_context(mock.patch.object(train_sem, "_loss", loss))
     stack.enter_context(mock.patch.object(train_sem, "_teacher_targets", targets))
+
+
+def block_mask(batch: int, patches: int, mask_prob: float, ratio: tuple[float, float],
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """random_patch_mask's contract with DINOv2's blocks: rectangles (area drawn between 4
+    patches and what is left to mask, aspect ratio log-uniform in [0.3, 1/0.3]) added until the
+    image's count is reached."""
+    side = int(round(patches ** 0.5))
+    draws = torch.rand(batch, 2, generator=generator).tolist()
+    mask = torch.zeros(batch, side, side, dtype=torch.bool)
+    for image, (chosen, fraction) in enumerate(draws):
+        if chosen >= mask_prob:
+            continue
+        target = round((ratio[0] + (ratio[1] - ratio[0]) * fraction) * patches)
+        for _ in range(100):  # DINOv2 also gives up after a fixed number of tries
+            if mask[image].sum() >= target:
+                break
+            area, log_aspect, top, left = torch.rand(4, generator=generator).tolist()
+            area = 4 + area * (target - mask[image].sum().item() - 4)
+            aspect = np.exp((2 * log_aspect - 1) * np.log(1 / 0.3))
+            height = int(min(side, max(1, round((area * aspect) ** 0.5))))
+            width = int(min(side, max(1, round((area / aspect) ** 0.5))))
+            top, left = int(top * (side - height + 1)), int(left * (side - width + 1))
+            mask[image, top:top + height, left:left + width] = True
+    return mask.flatten(1)
+
+
+def block_masking(stack, run: Run) -> None:
+    """iBOT's masks drawn as DINOv2's blocks instead of uniform patches.
+
+    A masked block can cover a whole part of the outline: the student's tokens there must be
+    inferred from the rest of the shape, not from the neighbouring patches."""
+    if run.cfg.sem.loss.ibot_weight == 0:
+        raise SystemExit("block_masking draws iBOT's masks: it needs sem.loss.ibot_weight > 0")
+    stack.enter_context(mock.patch.object(ssl, "random_patch_mask", block_mask))
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,16 +667,20 @@ REMEDIES = {f.__name__: f for f in (colour_locals, colour_all, colour_all_blur, 
                                     infonce, silhouette, plain_mix, plain_init, group_batches,
                                     reconstruction, vicreg, sinkhorn_queue,
                                     masked_pixels, rotation, student_weights,
-                                    sem_norm_off, dino_on_cls)}
+                                    sem_norm_off, dino_on_cls, palette_scramble,
+                                    object_locals, object_globals, block_masking,
+                                    standardise, shuffled_negatives, koleo_queue)}
 
 
 def main() -> None:
-    remedies = "\n".join(f"  {name:16s} {f.__doc__.splitlines()[0]}"
+    width = max(map(len, REMEDIES))
+    remedies = "\n".join(f"  {name:{width}s} {f.__doc__.splitlines()[0]}"
                          for name, f in REMEDIES.items())
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="remedies:\n" + remedies,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--remedies", nargs="+", required=True, choices=list(REMEDIES))
+    parser.add_argument("--remedies", nargs="+", required=True, metavar="NAME[+NAME...]",
+                        help="remedies, one run each; NAME+NAME applies several in one run")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides of the preset, as in sem_probe_sweep.py")
     parser.add_argument("--name", help="the run's name (default: the remedy's)")
@@ -474,13 +688,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.name and len(args.remedies) > 1:
         parser.error("--name names one run: give one remedy with it")
+    for remedy in args.remedies:
+        unknown = [part for part in remedy.split("+") if part not in REMEDIES]
+        if unknown:
+            parser.error(f"unknown remedy {', '.join(unknown)}: see --help")
     params = yaml.safe_load(Path(args.params).read_text())
     for remedy in args.remedies:
         name = args.name or remedy
         run = Run(overridden(params, args.preset, args.set), Path(args.images),
                   Path(args.work), name)
         with contextlib.ExitStack() as stack:
-            REMEDIES[remedy](stack, run)
+            for part in remedy.split("+"):
+                REMEDIES[part](stack, run)
             row = {"remedy": remedy,
                    **sweep_one(name, args.set, params, args.preset, run.images, run.work)}
         append_row(Path(args.out), row, args.set)

@@ -10,8 +10,12 @@ import torch
 from dlc.data.sources import ImageTable
 from dlc.metrics import features as features_lib
 from dlc.metrics.frechet import frechet_distance_of_features
-from dlc.metrics.inception import (SPATIAL_DIM, build_inception, inception_features,
-                                   save_random_weights)
+from dlc.metrics.inception import (
+    SPATIAL_DIM,
+    build_inception,
+    inception_features,
+    save_random_weights,
+)
 from dlc.stages import data, eta_sweep, evaluate, train_judge
 
 

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlc.metrics.frechet import (frechet_distance, frechet_distance_of_features,
-                                 kernel_distance, statistics)
+from dlc.metrics.frechet import (
+    frechet_distance,
+    frechet_distance_of_features,
+    kernel_distance,
+    statistics,
+)
 from dlc.metrics.vendi import renyi_exp_entropy, vendi_from_features, vendi_from_kernel
 
 

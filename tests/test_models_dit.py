@@ -5,8 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlc.models.dit import (SIZES, DiT, DiTSize, forward_flops, math_flops_per_image,
-                            parameter_count, sincos_2d)
+from dlc.models.dit import (
+    SIZES,
+    DiT,
+    DiTSize,
+    forward_flops,
+    math_flops_per_image,
+    parameter_count,
+    sincos_2d,
+)
 from dlc.stages.train_dit import null_condition_dropout
 
 L, V = 6, 10

@@ -11,8 +11,8 @@ from dlc.stages import data
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    from tests.conftest import micro_params
     from dlc import config
+    from tests.conftest import micro_params
 
     cfg = config.parse(micro_params()).active.data
     cfg = dataclasses.replace(cfg, shapes=dataclasses.replace(cfg.shapes, n_images=40))

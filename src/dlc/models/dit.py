@@ -29,7 +29,6 @@ from torch.utils.checkpoint import checkpoint
 from dlc.models.attention import attention
 from dlc.models.embeddings import TimestepEmbedder, modulate
 
-
 CONDITIONS = ("code", "features", "label", "none")
 
 

@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 from dlc import io as dio
 from dlc.config import VAEConfig, to_dict
 from dlc.data.sources import ImageTable
-from dlc.models.vae import (build_vae, decode, encode, load_vae, psnr, scaling_factor,
-                            to_model_range)
+from dlc.models.vae import build_vae, decode, encode, load_vae, psnr, scaling_factor, to_model_range
 from dlc.train import checkpoint
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.schedules import lr_factor
