@@ -264,6 +264,19 @@ def colour_head(stack, run: Run) -> None:
     _add_loss_term(stack, "colour", 1.0, term)
 
 
+def _info_nce(queries: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor,
+              temperature: float) -> torch.Tensor:
+    """InfoNCE of the student's normalised embeddings of both global crops (2B, D, crop-major)
+    against the teacher's (keys): positive, the key of the image's other crop; negatives, the
+    keys of the batch's other images and `negatives` (M, D)."""
+    batch = len(keys) // 2
+    positive = (queries * torch.cat([keys[batch:], keys[:batch]])).sum(-1, keepdim=True)
+    image = torch.arange(2 * batch, device=keys.device) % batch
+    in_batch = (queries @ keys.T).masked_fill(image[:, None] == image[None, :], -torch.inf)
+    logits = torch.cat([positive, in_batch, queries @ negatives.T], 1) / temperature
+    return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
+
+
 def infonce(stack, run: Run, weight: float = 1.0, queue_size: int = 4096,
             temperature: float = 0.2) -> None:
     """MoCo-style InfoNCE on the SEM embedding, weight 1, a queue of 4,096 teacher keys.
@@ -277,14 +290,9 @@ def infonce(stack, run: Run, weight: float = 1.0, queue_size: int = 4096,
         with torch.no_grad():
             keys = F.normalize(teacher(global_crops)["embedding"].float(), dim=-1)
         queries = F.normalize(student_out["embedding"].float(), dim=-1)
-        batch = len(keys) // 2
-        positive = (queries * torch.cat([keys[batch:], keys[:batch]])).sum(-1, keepdim=True)
-        image = torch.arange(2 * batch, device=keys.device) % batch
-        in_batch = (queries @ keys.T).masked_fill(image[:, None] == image[None, :], -torch.inf)
-        old = queries @ queue[0].T if queue else queries.new_zeros(len(queries), 0)
-        logits = torch.cat([positive, in_batch, old], 1) / temperature
+        old = queue[0] if queue else keys.new_zeros(0, keys.shape[1])
         queue[:] = [torch.cat([keys, *queue])[:queue_size]]
-        return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
+        return _info_nce(queries, keys, old, temperature)
 
     _add_loss_term(stack, "nce", weight, term)
 
@@ -311,17 +319,12 @@ def shuffled_negatives(stack, run: Run, weight: float = 1.0, grid: int = 4,
     background and texture and loses its outline, so only the outline tells it from the
     positive."""
     def term(cfg, encoder, teacher, global_crops, student_out, temps):
-        batch = len(global_crops) // 2
         with torch.no_grad():
             keys = F.normalize(teacher(global_crops)["embedding"].float(), dim=-1)
-            shuffled = shuffle_patches(global_crops[batch:], grid)
+            shuffled = shuffle_patches(global_crops[len(global_crops) // 2:], grid)
             shuffled_keys = F.normalize(teacher(shuffled)["embedding"].float(), dim=-1)
         queries = F.normalize(student_out["embedding"].float(), dim=-1)
-        positive = (queries * torch.cat([keys[batch:], keys[:batch]])).sum(-1, keepdim=True)
-        image = torch.arange(2 * batch, device=keys.device) % batch
-        in_batch = (queries @ keys.T).masked_fill(image[:, None] == image[None, :], -torch.inf)
-        logits = torch.cat([positive, in_batch, queries @ shuffled_keys.T], 1) / temperature
-        return F.cross_entropy(logits, logits.new_zeros(len(logits), dtype=torch.long))
+        return _info_nce(queries, keys, shuffled_keys, temperature)
 
     _add_loss_term(stack, "shuffled", weight, term)
 

@@ -1,10 +1,12 @@
-"""The view transforms and masks of benchmarks/sem_remedies.py (issue 3's measured remedies):
-what each promises, on hand-made images."""
+"""The view transforms, masks and loss of benchmarks/sem_remedies.py (issue 3's measured
+remedies): what each promises, on hand-made inputs."""
 
 from pathlib import Path
 
 import pytest
 import torch
+
+from dlc.train.ssl import random_patch_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,8 +42,6 @@ def test_block_mask_keeps_the_patch_mask_contract(remedies):
 def test_block_mask_draws_blocks(remedies):
     """A masked patch's neighbour is masked far more often than under uniform masking at the
     same ratio (iBOT's), which gives about the ratio itself."""
-    from dlc.train.ssl import random_patch_mask
-
     def neighbours_masked(mask):
         grid = mask.view(-1, 8, 8)
         right, below = grid[:, :, :-1] & grid[:, :, 1:], grid[:, :-1] & grid[:, 1:]
@@ -96,3 +96,31 @@ def test_standardise_centres_each_colour_and_scales_to_unit_rms(remedies):
     assert out.mean((-2, -1)).abs().max() < 1e-5
     rms = (images - images.mean((-2, -1), keepdim=True)).pow(2).mean((-3, -2, -1)).sqrt()
     torch.testing.assert_close(out.pow(2).mean((-3, -2, -1)).sqrt(), rms / (rms + 1e-3))
+
+
+def test_shuffle_patches_moves_whole_tiles(remedies):
+    torch.manual_seed(0)
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    shuffled = remedies.shuffle_patches(images, 2)
+
+    def tiles(x):  # (B, 4 tiles, C*4*4), each tile's pixels in order
+        return x.unfold(2, 4, 4).unfold(3, 4, 4).permute(0, 2, 3, 1, 4, 5).reshape(2, 4, -1)
+
+    for before, after in zip(tiles(images), tiles(shuffled)):
+        assert sorted(map(tuple, before.tolist())) == sorted(map(tuple, after.tolist()))
+    assert not torch.equal(images, shuffled)
+
+
+def test_info_nce_against_a_direct_sum(remedies):
+    """Two images (crop-major), one extra negative: each query's loss is -log of its positive's
+    share of exp(similarity / T) over the positive, the other image's two keys and the extra."""
+    torch.manual_seed(0)
+    queries, keys, extra = (torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+                            for n in (4, 4, 1))
+    expected = []
+    for i in range(4):
+        positive, others = keys[(i + 2) % 4], [keys[j] for j in range(4) if j % 2 != i % 2]
+        scores = torch.stack([queries[i] @ key for key in [positive, *others, extra[0]]]) / 0.5
+        expected.append(-(scores[0] - scores.logsumexp(0)))
+    torch.testing.assert_close(remedies._info_nce(queries, keys, extra, 0.5),
+                               torch.stack(expected).mean())
