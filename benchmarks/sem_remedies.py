@@ -111,7 +111,7 @@ def colour_all_blur(stack, run: Run) -> None:
     _randomise_colours(stack, locals_only=False, blur=True)
 
 
-class ScramblePalette(torch.nn.Module):
+class ScramblePalette(nn.Module):
     """uint8 (3, H, W) -> the same with each channel of a random permutation inverted with
     probability 1/2 and raised to a random power in [1/2, 2]: every view gets its own palette,
     so that no colour or brightness is shared between two views of an image; edges are."""
@@ -132,7 +132,7 @@ def palette_scramble(stack, run: Run) -> None:
     _patch_views(stack, local=scrambled, global_=scrambled)
 
 
-class ObjectCrop(torch.nn.Module):
+class ObjectCrop(nn.Module):
     """A RandomResizedCrop (square, same scale range) centred on a random point of the object.
 
     The object proposal knows only that every background of `shapes` is dark: the pixels with a
@@ -184,7 +184,7 @@ def object_globals(stack, run: Run) -> None:
     _patch_views(stack, global_=_with_crop(lambda: ObjectCrop(size, [0.25, 1.0], jitter=0.3)))
 
 
-class Standardise(torch.nn.Module):
+class Standardise(nn.Module):
     """float (..., 3, H, W) -> each image less its mean colour, over its standard deviation."""
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
