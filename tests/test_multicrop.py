@@ -23,7 +23,8 @@ def table(tmp_path_factory):
 
 CROPS = CropsConfig(global_size=32, global_scale=[0.5, 1.0], local_crops=3, local_size=16,
                     local_scale=[0.2, 0.5], flip=True, colour_jitter=0.8, grayscale=0.2,
-                    blur=True, solarize=0.2)
+                    blur=True, solarize=0.2, object_paste=0.0,
+                    paste_foreground=[140, 180], paste_scale=[0.6, 1.6])
 
 
 def test_views_have_their_sizes(table):

@@ -77,6 +77,27 @@ def test_ibot_loss_averages_per_image():
     assert loss.item() == pytest.approx((image0 + image1) / 2)
 
 
+def test_nt_xent_on_orthonormal_pairs():
+    # Each view equals its partner and is orthogonal to the other images: every anchor scores
+    # 1 / t against its partner and 0 against the 2B - 2 = 4 others.
+    views = torch.eye(3, 5) * 2.0  # the loss normalises
+    t = 0.2
+    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 4))
+    assert ssl.nt_xent(views, views, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_matches_a_direct_sum():
+    torch.manual_seed(0)
+    first, second = torch.randn(4, 6), torch.randn(4, 6)
+    z = torch.nn.functional.normalize(torch.cat([first, second]), dim=-1)
+    t, total = 0.5, 0.0
+    for i in range(8):
+        partner = (i + 4) % 8
+        others = sum(math.exp(z[i] @ z[j] / t) for j in range(8) if j != i)
+        total -= math.log(math.exp(z[i] @ z[partner] / t) / others)
+    assert ssl.nt_xent(first, second, t).item() == pytest.approx(total / 8, rel=1e-5)
+
+
 def test_patch_mask_counts():
     generator = torch.Generator().manual_seed(0)
     mask = ssl.random_patch_mask(2000, 64, 0.5, (0.25, 0.25), generator)

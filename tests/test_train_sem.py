@@ -12,11 +12,14 @@ from .conftest import assert_close_weights, preempted_at, two_process_ddp
 
 @pytest.fixture
 def sem_run(micro_config, tmp_path):
-    """A micro images table and the micro SEM params (iBOT on, to cover it too)."""
+    """A micro images table and the micro SEM params (iBOT, object paste and NT-Xent on, to
+    cover them too)."""
     preset = micro_config.active
     data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
-    loss = dataclasses.replace(preset.sem.loss, ibot_weight=1.0)
-    return dataclasses.replace(preset.sem, loss=loss), tmp_path / "images.parquet"
+    loss = dataclasses.replace(preset.sem.loss, ibot_weight=1.0, nce_weight=1.0)
+    crops = dataclasses.replace(preset.sem.crops, object_paste=0.5)
+    return (dataclasses.replace(preset.sem, loss=loss, crops=crops),
+            tmp_path / "images.parquet")
 
 
 def test_training_writes_the_run_folder(sem_run, tmp_path):
@@ -25,7 +28,8 @@ def test_training_writes_the_run_folder(sem_run, tmp_path):
     for name in ("encoder.safetensors", "meta.json", "loss.csv", "loss.png"):
         assert (out / name).is_file(), name
     header = (out / "loss.csv").read_text().splitlines()[0].split(",")
-    assert {"loss", "dino", "koleo", "ibot", "lr", "momentum", "teacher_temp"} <= set(header)
+    assert {"loss", "dino", "koleo", "ibot", "nce", "lr", "momentum", "teacher_temp"} <= set(
+        header)
     encoder = train_sem.load_encoder(cfg, out / "encoder.safetensors")
     assert encoder.codes(torch.randn(2, 3, 32, 32)).shape == (2, cfg.length)
 
@@ -114,13 +118,13 @@ def test_a_wrong_encoder_file_is_a_clear_error(micro_config, tmp_path):
 def test_two_processes_with_ddp_train_what_one_process_trains(sem_run, tmp_path, centering):
     """gloo on CPU: two processes split each global batch, draw the global batch's iBOT
     masks and keep their halves, centre the teacher on the mean of both, and rank 0 writes
-    the run. With KoLeo and drop path off (both per process, as in DINOv2: nearest neighbours
-    within the process's batch, masks drawn inside each process), the encoder equals one
-    process's. Teacher momentum 0 makes the saved teacher the student, which moves ~1e-3 in
-    these steps. Sinkhorn-Knopp normalises over both processes' rows."""
+    the run. With KoLeo, NT-Xent and drop path off (all per process, as in DINOv2: nearest
+    neighbours and negatives within the process's batch, masks drawn inside each process), the
+    encoder equals one process's. Teacher momentum 0 makes the saved teacher the student, which
+    moves ~1e-3 in these steps. Sinkhorn-Knopp normalises over both processes' rows."""
     cfg, images = sem_run
     cfg = dataclasses.replace(
-        cfg, loss=dataclasses.replace(cfg.loss, koleo_weight=0.0),
+        cfg, loss=dataclasses.replace(cfg.loss, koleo_weight=0.0, nce_weight=0.0),
         head=dataclasses.replace(cfg.head, centering=centering),
         backbone=dataclasses.replace(cfg.backbone, drop_path=0.0),
         train=dataclasses.replace(cfg.train, momentum=0.0, momentum_end=0.0))

@@ -203,6 +203,12 @@ class SSLLossConfig:
                                  minimum=0, maximum=1)
     ibot_mask_ratio: list[float] = _doc("[min, max] fraction of patches masked in a masked "
                                         "crop (paper: [0.1, 0.5])", minimum=0, maximum=1)
+    nce_weight: float = _doc("weight of SimCLR's NT-Xent between the two global crops, through "
+                             "an MLP head on the SEM head's input (not in the paper: 0; with "
+                             "object paste it teaches the shapes' outline; under DDP its "
+                             "negatives and batch norm are each process's own, like KoLeo's "
+                             "neighbours)", minimum=0)
+    nce_temp: float = _doc("NT-Xent temperature (SimCLR: 0.1 to 0.5)", **_positive())
 
     def check(self, where: str) -> None:
         low, high = (self.ibot_mask_ratio + [None, None])[:2]
@@ -226,12 +232,23 @@ class CropsConfig:
     blur: bool = _doc("DINO's Gaussian blur (p 1.0 / 0.1 on the global crops, 0.5 local)")
     solarize: float = _doc("probability of solarisation of the second global crop (DINO: 0.2)",
                            minimum=0, maximum=1)
+    object_paste: float = _doc("probability that a crop's object is pasted, recoloured, moved "
+                               "and rescaled, on a new background (data/object_paste.py; "
+                               "shapes: teaches the outline; 0 = off)", minimum=0, maximum=1)
+    paste_foreground: list[float] = _doc("[background's brightest, object's darkest] channel "
+                                         "value (0-255) between which object paste ramps the "
+                                         "object's alpha", minimum=0, maximum=255)
+    paste_scale: list[float] = _doc("[min, max] log-uniform size factor of a pasted object",
+                                    minimum_exclusive=0)
 
     def check(self, where: str) -> None:
-        for name in ("global_scale", "local_scale"):
+        for name in ("global_scale", "local_scale", "paste_scale"):
             pair = getattr(self, name)
             if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
                 raise ConfigError(f"{where}.{name}: expected [min, max] with 0 < min <= max")
+        foreground = self.paste_foreground
+        if len(foreground) != 2 or not foreground[0] < foreground[1]:
+            raise ConfigError(f"{where}.paste_foreground: expected [low, high] with low < high")
 
 
 @dataclass(frozen=True)

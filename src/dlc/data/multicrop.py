@@ -12,6 +12,7 @@ import torch
 from torchvision.transforms import v2
 
 from dlc.config import CropsConfig
+from dlc.data.object_paste import ObjectPaste
 from dlc.data.sources import ImageTable
 from dlc.train.batches import EpochOrder
 
@@ -45,10 +46,12 @@ class MultiCrop:
 
     def __init__(self, cfg: CropsConfig):
         flip = [v2.RandomHorizontalFlip()] if cfg.flip else []
+        paste = ([ObjectPaste(cfg.object_paste, cfg.paste_foreground, cfg.paste_scale)]
+                 if cfg.object_paste > 0 else [])
 
         def view(size: int, scale: list[float], blur_p: float, solarize_p: float):
             return v2.Compose([
-                v2.PILToTensor(),
+                v2.PILToTensor(), *paste,
                 v2.RandomResizedCrop(size, scale=tuple(scale),
                                      interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
                 *flip, *_photometric(cfg, blur_p, solarize_p), normalize()])

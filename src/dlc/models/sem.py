@@ -70,10 +70,12 @@ class DINOHead(nn.Module):
 
 
 class SEMEncoder(nn.Module):
-    """A ViT backbone with CLS + register tokens, the SEM head and a DINO head."""
+    """A ViT backbone with CLS + register tokens, the SEM head, a DINO head (and, for NT-Xent,
+    a projection head)."""
 
     def __init__(self, backbone: nn.Module, length: int, vocab: int, tau: float,
-                 prototypes: int, hidden: int, bottleneck: int, layers: int):
+                 prototypes: int, hidden: int, bottleneck: int, layers: int,
+                 nce_head: bool = False):
         super().__init__()
         if getattr(backbone, "reg_token", None) is None or backbone.cls_token is None:
             raise ValueError("the SEM encoder needs a ViT with a CLS token and register tokens")
@@ -84,6 +86,11 @@ class SEMEncoder(nn.Module):
         self.sem = SEMHead(self.num_prefix * width, width, length, vocab)
         self.dino_head = DINOHead(width, prototypes, hidden, bottleneck, layers)
         self.mask_token = nn.Parameter(torch.zeros(width))  # iBOT: replaces masked patches
+        if nce_head:  # SimCLR's projection of the summary for NT-Xent (train.ssl.nt_xent);
+            # its batch norm spreads the nearly equal summaries of a fresh ViT apart.
+            self.nce_head = nn.Sequential(nn.Linear(self.num_prefix * width, hidden),
+                                          nn.BatchNorm1d(hidden), nn.GELU(),
+                                          nn.Linear(hidden, bottleneck))
 
     def tokens(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-final-norm tokens (B, R + N, D); `mask` (B, N) bool swaps patches for the mask

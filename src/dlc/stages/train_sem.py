@@ -2,7 +2,8 @@
 
 Student and EMA teacher share the architecture (timm ViT + SEM head + DINO head). Per step:
 the teacher sees the 2 global crops, the student every crop (global ones partly masked when
-iBOT is on); loss = DINO + koleo_weight * KoLeo(SEM output) + ibot_weight * iBOT(patches).
+iBOT is on); loss = DINO + koleo_weight * KoLeo(SEM output) + ibot_weight * iBOT(patches)
++ nce_weight * NT-Xent(the two global crops' summaries; not in the paper, off unless set).
 Schedules (all functions of the step, so resuming needs only the step): lr warm-up + cosine
 with layer-wise decay, weight decay 0.04 -> 0.4, teacher momentum 0.992 -> 1, teacher
 temperature warm-up. Outputs in the run folder: encoder.safetensors (the teacher, which is the
@@ -43,7 +44,7 @@ def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
                               reg_tokens=b.reg_tokens)
     h = cfg.head
     return SEMEncoder(backbone, cfg.length, cfg.vocab, cfg.tau, h.prototypes, h.hidden,
-                      h.bottleneck, h.layers)
+                      h.bottleneck, h.layers, nce_head=cfg.loss.nce_weight > 0)
 
 
 def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
@@ -57,9 +58,9 @@ def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
 class MultiView(nn.Module):
     """All crops through the encoder and the DINO head in one forward (one DDP call)."""
 
-    def __init__(self, encoder: SEMEncoder):
+    def __init__(self, encoder: SEMEncoder, projection: bool = False):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.projection = encoder, projection
 
     def forward(self, global_crops: torch.Tensor, local_crops: torch.Tensor | None,
                 mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -69,6 +70,8 @@ class MultiView(nn.Module):
             embeddings.append(self.encoder(local_crops)["embedding"])
         result = {"embedding": out["embedding"],
                   "logits": self.encoder.dino_head(torch.cat(embeddings))}
+        if self.projection:  # NT-Xent's view of the global crops
+            result["projection"] = self.encoder.nce_head(out["summary"])
         if mask is not None:  # head only on the masked patches: K may be 65536
             result["patch_logits"] = self.encoder.dino_head(out["patches"][mask])
         return result
@@ -147,6 +150,9 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
     terms = {"dino": ssl.dino_loss(list(s_logits), list(t_probs), cfg.head.student_temp),
              "koleo": sum(ssl.koleo_loss(e) for e in s_out["embedding"].chunk(2)) / 2}
     loss = terms["dino"] + cfg.loss.koleo_weight * terms["koleo"]
+    if cfg.loss.nce_weight > 0:
+        terms["nce"] = ssl.nt_xent(*s_out["projection"].chunk(2), cfg.loss.nce_temp)
+        loss = loss + cfg.loss.nce_weight * terms["nce"]
     if mask is not None:
         with torch.no_grad():
             t_patch = teacher.dino_head(t_out["patches"][mask])
@@ -170,7 +176,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
     torch.manual_seed(cfg.train.seed)
     encoder = build_encoder(cfg).to(procs.device)
     teacher = make_ema(encoder)  # eval mode: no drop-path in the teacher
-    student: nn.Module = MultiView(encoder)
+    student: nn.Module = MultiView(encoder, projection=cfg.loss.nce_weight > 0)
     if procs.world > 1:
         student = nn.parallel.DistributedDataParallel(
             student, find_unused_parameters=cfg.loss.ibot_weight == 0)
@@ -256,7 +262,7 @@ def _write_outputs(cfg: SEMConfig, out_dir: Path, teacher: SEMEncoder, history: 
 
 def plot_losses(history: list[dict], path: Path) -> None:
     plt = pyplot()
-    keys = [k for k in ("loss", "dino", "koleo", "ibot") if k in history[0]]
+    keys = [k for k in ("loss", "dino", "koleo", "ibot", "nce") if k in history[0]]
     figure, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8))
     steps = [row["step"] for row in history]
     for axis, key in zip(axes, keys):

@@ -120,6 +120,19 @@ def koleo_loss(embeddings: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return -torch.log(distances.min(-1).values + eps).mean()
 
 
+def nt_xent(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's contrastive loss (NT-Xent) over two views (B, D) of the same B images: each of
+    the 2B embeddings should pick its other view, by cosine / temperature, out of the 2B - 1
+    others (the batch's other images are the negatives). Mean over the 2B."""
+    z = F.normalize(torch.cat([first, second]).float(), dim=-1)
+    scores = z @ z.T / temperature
+    scores = scores.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device),
+                                float("-inf"))
+    batch = len(first)
+    partner = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z.device)
+    return F.cross_entropy(scores, partner)
+
+
 def random_patch_mask(batch: int, patches: int, mask_prob: float, ratio: tuple[float, float],
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, N) bool: a fraction mask_prob of the images get a ratio ~ U(ratio) of their patches
