@@ -53,8 +53,10 @@ def random_colour(darkest: float) -> torch.Tensor:
 
 
 def move_alpha(alpha: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
-    """(1, H, W) -> the same object scaled by a log-uniform factor in `scale` (smaller when it
-    would not fit) and centred on a uniform point where it fits whole."""
+    """(1, H, W) -> the same object scaled by a log-uniform factor in `scale` and centred on a
+    uniform point. The object's size is taken as the radius of the disc of its area: the factor
+    is cut so that this disc stays within 0.9 of the half side, and the centre drawn so that the
+    disc stays inside the frame (the points of a star or a cross may still reach its edge)."""
     side = alpha.shape[-1]
     area = alpha.sum()
     grid = torch.linspace(-1, 1, side)

@@ -86,11 +86,11 @@ class SEMEncoder(nn.Module):
         self.sem = SEMHead(self.num_prefix * width, width, length, vocab)
         self.dino_head = DINOHead(width, prototypes, hidden, bottleneck, layers)
         self.mask_token = nn.Parameter(torch.zeros(width))  # iBOT: replaces masked patches
-        if nce_head:  # SimCLR's projection of the summary for NT-Xent (train.ssl.nt_xent);
-            # its batch norm spreads the nearly equal summaries of a fresh ViT apart.
-            self.nce_head = nn.Sequential(nn.Linear(self.num_prefix * width, hidden),
-                                          nn.BatchNorm1d(hidden), nn.GELU(),
-                                          nn.Linear(hidden, bottleneck))
+        # SimCLR's projection of the summary for NT-Xent (train.ssl.nt_xent), when trained
+        # with it; its batch norm spreads the nearly equal summaries of a fresh ViT apart.
+        self.nce_head = nn.Sequential(
+            nn.Linear(self.num_prefix * width, hidden), nn.BatchNorm1d(hidden), nn.GELU(),
+            nn.Linear(hidden, bottleneck)) if nce_head else None
 
     def tokens(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-final-norm tokens (B, R + N, D); `mask` (B, N) bool swaps patches for the mask

@@ -58,9 +58,9 @@ def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
 class MultiView(nn.Module):
     """All crops through the encoder and the DINO head in one forward (one DDP call)."""
 
-    def __init__(self, encoder: SEMEncoder, projection: bool = False):
+    def __init__(self, encoder: SEMEncoder):
         super().__init__()
-        self.encoder, self.projection = encoder, projection
+        self.encoder = encoder
 
     def forward(self, global_crops: torch.Tensor, local_crops: torch.Tensor | None,
                 mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -70,7 +70,7 @@ class MultiView(nn.Module):
             embeddings.append(self.encoder(local_crops)["embedding"])
         result = {"embedding": out["embedding"],
                   "logits": self.encoder.dino_head(torch.cat(embeddings))}
-        if self.projection:  # NT-Xent's view of the global crops
+        if self.encoder.nce_head is not None:  # NT-Xent's view of the global crops
             result["projection"] = self.encoder.nce_head(out["summary"])
         if mask is not None:  # head only on the masked patches: K may be 65536
             result["patch_logits"] = self.encoder.dino_head(out["patches"][mask])
@@ -176,7 +176,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
     torch.manual_seed(cfg.train.seed)
     encoder = build_encoder(cfg).to(procs.device)
     teacher = make_ema(encoder)  # eval mode: no drop-path in the teacher
-    student: nn.Module = MultiView(encoder, projection=cfg.loss.nce_weight > 0)
+    student: nn.Module = MultiView(encoder)
     if procs.world > 1:
         student = nn.parallel.DistributedDataParallel(
             student, find_unused_parameters=cfg.loss.ibot_weight == 0)
