@@ -84,3 +84,6 @@ def test_probability_zero_and_empty_images_are_unchanged():
 def test_non_square_images_are_refused():
     with pytest.raises(ValueError, match="square"):
         ObjectPaste(1.0, FOREGROUND, (1.0, 1.0))(torch.zeros(3, 32, 48, dtype=torch.uint8))
+    for _ in range(10):  # on every call, not only when the paste is drawn
+        with pytest.raises(ValueError, match="square"):
+            ObjectPaste(0.5, FOREGROUND, (1.0, 1.0))(torch.zeros(3, 32, 48, dtype=torch.uint8))

@@ -37,12 +37,15 @@ def random_background(size: int, brightest: float) -> torch.Tensor:
     """float (3, size, size): a dark colour, plain, striped or checkered, no channel above
     `brightest` (of 1)."""
     colour = torch.rand(3, 1, 1) * (brightest - TEXTURE_LIFT)
-    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     period = int(torch.randint(*TEXTURE_PERIODS, ()).item())
-    patterns = (torch.zeros(size, size, dtype=torch.bool),
-                ((rows + cols) // period) % 2 == 1,
-                ((rows // period) + (cols // period)) % 2 == 1)
-    pattern = patterns[int(torch.randint(len(patterns), ()).item())]
+    texture = int(torch.randint(3, ()).item())  # plain, striped, checkered
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    if texture == 0:
+        return colour.expand(3, size, size)
+    if texture == 1:
+        pattern = ((rows + cols) // period) % 2 == 1
+    else:
+        pattern = ((rows // period) + (cols // period)) % 2 == 1
     return colour + TEXTURE_LIFT * pattern.float()
 
 
@@ -84,10 +87,12 @@ class ObjectPaste(nn.Module):
         self.p, self.foreground, self.scale = p, tuple(foreground), tuple(scale)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if self.p == 0 or torch.rand(()) >= self.p:
+        if self.p == 0:
             return image
-        if image.shape[-1] != image.shape[-2]:
+        if image.shape[-1] != image.shape[-2]:  # checked before the draw: fails on every call
             raise ValueError(f"object paste needs square images, got {tuple(image.shape)}")
+        if torch.rand(()) >= self.p:
+            return image
         alpha = foreground_alpha(image, self.foreground)
         if alpha.sum() < 1:  # no object: nothing to paste
             return image
