@@ -8,6 +8,10 @@ them; one JSON row per run (training seconds, top-1 on codes and on features per
 Overrides are dotted keys under the preset (`sem.train.steps=640`), values in YAML, checked
 by the typed config like any params file. Needs the shapes table of `dlc data`. Runs go to
 <work>/<name>/ and resume like the stages themselves; rows are appended to --out.
+
+`--trace EVERY` keeps the checkpoint of every EVERY steps and probes, besides the exported
+encoder, the student and the EMA teacher of each one (row key `trace`): how far the teacher
+the later stages use lags the student it averages.
 """
 
 from __future__ import annotations
@@ -42,8 +46,21 @@ def overridden(params: dict, preset: str, overrides: list[str]) -> config.Preset
     return config.parse(params, "params.yaml with overrides").active
 
 
+def probe_encoder(cfg: config.PresetConfig, sem: config.SEMConfig, images: Path,
+                  weights: Path, folder: Path) -> dict:
+    """Top-1 on codes and features per probe target of one encoder file, through the stages."""
+    extract_codes.run(sem, images, weights, folder / "codes")
+    report = probe.run(cfg.probe, sem, folder / "codes", folder / "probe.json")
+    return {target: {"codes": round(row["codes"], 4),
+                     "features": round(row.get("features", float("nan")), 4)}
+            for target, row in report["top1"].items()}
+
+
 def sweep_one(name: str, overrides: list[str], params: dict, preset: str, images: Path,
-              work: Path) -> dict:
+              work: Path, trace_every: int | None = None) -> dict:
+    if trace_every:
+        overrides = overrides + [f"sem.train.checkpoint_every={trace_every}",
+                                 "sem.train.keep_checkpoints=0"]
     cfg = overridden(params, preset, overrides)
     splits = [cfg.probe.train_split, cfg.probe.test_split]  # only what the probe reads
     sem = dataclasses.replace(cfg.sem, extract=dataclasses.replace(cfg.sem.extract,
@@ -51,14 +68,18 @@ def sweep_one(name: str, overrides: list[str], params: dict, preset: str, images
     start = time.perf_counter()
     train_sem.train(sem, images, work / name / "sem")
     trained = time.perf_counter()
-    extract_codes.run(sem, images, work / name / "sem" / "encoder.safetensors",
-                      work / name / "codes")
-    report = probe.run(cfg.probe, sem, work / name / "codes", work / name / "probe.json")
-    return {"name": name, "overrides": overrides, "train_seconds": round(trained - start, 1),
-            "total_seconds": round(time.perf_counter() - start, 1),
-            "top1": {target: {"codes": round(row["codes"], 4),
-                              "features": round(row.get("features", float("nan")), 4)}
-                     for target, row in report["top1"].items()}}
+    row = {"name": name, "overrides": overrides, "train_seconds": round(trained - start, 1),
+           "top1": probe_encoder(cfg, sem, images, work / name / "sem" / "encoder.safetensors",
+                                 work / name)}
+    row["total_seconds"] = round(time.perf_counter() - start, 1)
+    if trace_every:
+        row["trace"] = [
+            {"step": int(folder.name.removeprefix("step-")),
+             **{role: probe_encoder(cfg, sem, images, folder / f"{file}.safetensors",
+                                    work / name / "trace" / folder.name / role)
+                for role, file in (("student", "model"), ("teacher", "ema"))}}
+            for folder in sorted((work / name / "sem" / "checkpoints").glob("step-*"))]
+    return row
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -82,12 +103,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", nargs="+", action="append", required=True,
                         metavar=("NAME", "KEY=VALUE"), help="a run: its name and overrides")
+    parser.add_argument("--trace", type=int, metavar="EVERY",
+                        help="also probe the student and the teacher every EVERY steps")
     add_common_arguments(parser, "sem_probe_sweep")
     args = parser.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
     for name, *overrides in args.run:
         row = sweep_one(name, overrides, params, args.preset, Path(args.images),
-                        Path(args.work))
+                        Path(args.work), args.trace)
         append_row(Path(args.out), row, overrides)
 
 

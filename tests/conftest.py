@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -120,3 +121,10 @@ def assert_close_weights(a_file, b_file, atol: float) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     assert worst < atol, f"{a_file} and {b_file} differ by {worst}"
+
+
+def import_benchmark(name: str):
+    """A module of benchmarks/, imported with that folder on sys.path, as the scripts run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "benchmarks"))
+        return importlib.import_module(name)

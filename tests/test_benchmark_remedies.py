@@ -1,22 +1,17 @@
 """The view transforms, masks and loss of benchmarks/sem_remedies.py (issue 3's measured
 remedies): what each promises, on hand-made inputs."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from dlc.train.ssl import random_patch_mask
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def remedies():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "benchmarks"))
-        import sem_remedies
-    return sem_remedies
+    return import_benchmark("sem_remedies")
 
 
 def square_image(top: int, left: int, side: int = 8, size: int = 32) -> torch.Tensor:

@@ -52,6 +52,9 @@ def test_schema_accepts_params_and_rejects_what_config_rejects(micro):
      "presets.tiny.data.shapes: required when"),
     (lambda p: p["presets"]["tiny"]["data"]["shapes"].update(resolution=48),
      "presets.tiny.data.shapes.resolution: 48 is not one of [32, 64]"),
+    (lambda p: p["presets"]["tiny"]["sem"]["loss"].update(dino_weight=0, ibot_weight=0,
+                                                          nce_weight=0),
+     "presets.tiny.sem.loss: dino_weight, ibot_weight and nce_weight are all 0"),
 ])
 def test_bad_params_name_the_key(micro, edit, message):
     edit(micro)

@@ -52,6 +52,24 @@ def test_resume_after_a_crash_equals_uninterrupted_training(sem_run, tmp_path):
     assert (straight / "loss.csv").read_text() == (resumed / "loss.csv").read_text()
 
 
+def test_without_dino_and_ibot_the_teacher_runs_no_forward(sem_run, tmp_path, monkeypatch):
+    """NT-Xent and KoLeo alone: the teacher is only the EMA of the student, never evaluated."""
+    cfg, images = sem_run
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, dino_weight=0.0,
+                                                            ibot_weight=0.0))
+    make_ema = train_sem.make_ema
+
+    def teacher_without_forward(encoder):
+        teacher = make_ema(encoder)
+        teacher.forward = lambda *args, **kwargs: pytest.fail("the teacher ran a forward")
+        return teacher
+
+    monkeypatch.setattr(train_sem, "make_ema", teacher_without_forward)
+    out = train_sem.train(cfg, images, tmp_path / "run")
+    header = (out / "loss.csv").read_text().splitlines()[0].split(",")
+    assert {"koleo", "nce"} <= set(header) and not {"dino", "ibot"} & set(header)
+
+
 def test_layer_wise_lr_decay_groups(micro_config):
     cfg = micro_config.active.sem
     encoder = train_sem.build_encoder(cfg)

@@ -37,6 +37,9 @@ def test_checkpoint_round_trip_and_pruning(tmp_path):
     for step in (10, 20, 30):
         checkpoint.save(tmp_path, step, model, ema, {"extra": step}, "hash-a", keep=2)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000020", "step-00000030"]
+    checkpoint.save(tmp_path / "all", 10, model, ema, {}, "hash-a", keep=0)
+    checkpoint.save(tmp_path / "all", 20, model, ema, {}, "hash-a", keep=0)
+    assert len(list((tmp_path / "all").glob("step-*"))) == 2  # keep 0: none dropped
     torch.manual_seed(1)
     expected = torch.rand(3)
     torch.manual_seed(1)

@@ -196,6 +196,9 @@ class DINOHeadConfig:
 
 @dataclass(frozen=True)
 class SSLLossConfig:
+    dino_weight: float = _doc("DINO loss weight (the DINO head on every crop's SEM embedding; "
+                              "paper: 1.0); 0 switches it off, and with iBOT off too the "
+                              "teacher is then only the exported EMA of the student", minimum=0)
     koleo_weight: float = _doc("KoLeo weight on the SEM output (paper: 0.1)", minimum=0)
     ibot_weight: float = _doc("iBOT masked-patch loss weight; 0 switches it off (paper: 1.0)",
                               minimum=0)
@@ -214,6 +217,9 @@ class SSLLossConfig:
         low, high = (self.ibot_mask_ratio + [None, None])[:2]
         if len(self.ibot_mask_ratio) != 2 or low > high:
             raise ConfigError(f"{where}.ibot_mask_ratio: expected [min, max] with min <= max")
+        if self.dino_weight == self.ibot_weight == self.nce_weight == 0:
+            raise ConfigError(f"{where}: dino_weight, ibot_weight and nce_weight are all 0: "
+                              "nothing would tie two views of an image together")
 
 
 @dataclass(frozen=True)
@@ -276,6 +282,9 @@ class SEMTrainConfig:
     workers: int = _doc("data-loading worker processes (0: in the training process)",
                         minimum=0)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+    keep_checkpoints: int = _doc("newest checkpoints kept on disk; 0 keeps every one (to "
+                                 "probe the run along the way: benchmarks/sem_probe_sweep.py "
+                                 "--trace)", minimum=0)
 
 
 @dataclass(frozen=True)

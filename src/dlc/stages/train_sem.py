@@ -2,8 +2,10 @@
 
 Student and EMA teacher share the architecture (timm ViT + SEM head + DINO head). Per step:
 the teacher sees the 2 global crops, the student every crop (global ones partly masked when
-iBOT is on); loss = DINO + koleo_weight * KoLeo(SEM output) + ibot_weight * iBOT(patches)
-+ nce_weight * NT-Xent(the two global crops' summaries; not in the paper, off unless set).
+iBOT is on); loss = dino_weight * DINO + koleo_weight * KoLeo(SEM output)
++ ibot_weight * iBOT(patches) + nce_weight * NT-Xent(the two global crops' summaries; not in
+the paper, off unless set). With DINO and iBOT both off the teacher runs no forward: it is
+then only the EMA of the student that the later stages use.
 Schedules (all functions of the step, so resuming needs only the step): lr warm-up + cosine
 with layer-wise decay, weight decay 0.04 -> 0.4, teacher momentum 0.992 -> 1, teacher
 temperature warm-up. Outputs in the run folder: encoder.safetensors (the teacher, which is the
@@ -56,11 +58,12 @@ def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
 
 
 class MultiView(nn.Module):
-    """All crops through the encoder and the DINO head in one forward (one DDP call)."""
+    """All crops through the encoder and the DINO head in one forward (one DDP call); `dino`
+    False leaves the DINO head out (its loss is off)."""
 
-    def __init__(self, encoder: SEMEncoder):
+    def __init__(self, encoder: SEMEncoder, dino: bool = True):
         super().__init__()
-        self.encoder = encoder
+        self.encoder, self.dino = encoder, dino
 
     def forward(self, global_crops: torch.Tensor, local_crops: torch.Tensor | None,
                 mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -68,8 +71,9 @@ class MultiView(nn.Module):
         embeddings = [out["embedding"]]
         if local_crops is not None:
             embeddings.append(self.encoder(local_crops)["embedding"])
-        result = {"embedding": out["embedding"],
-                  "logits": self.encoder.dino_head(torch.cat(embeddings))}
+        result = {"embedding": out["embedding"]}
+        if self.dino:
+            result["logits"] = self.encoder.dino_head(torch.cat(embeddings))
         if self.encoder.nce_head is not None:  # NT-Xent's view of the global crops
             result["projection"] = self.encoder.nce_head(out["summary"])
         if mask is not None:  # head only on the masked patches: K may be 65536
@@ -140,16 +144,20 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
     mask = None
     if cfg.loss.ibot_weight > 0:
         mask, masked_crops = _patch_mask(cfg, teacher, draws)
-    with torch.no_grad():
-        t_out = teacher(global_crops)
-        t_logits = teacher.dino_head(t_out["embedding"])
-        t_probs = _teacher_targets(cfg, t_logits, centers["dino"],
-                                   temps["teacher_temp"]).chunk(2)
     s_out = student(global_crops, local_crops, mask)
-    s_logits = s_out["logits"].chunk(2 + cfg.crops.local_crops)
-    terms = {"dino": ssl.dino_loss(list(s_logits), list(t_probs), cfg.head.student_temp),
-             "koleo": sum(ssl.koleo_loss(e) for e in s_out["embedding"].chunk(2)) / 2}
-    loss = terms["dino"] + cfg.loss.koleo_weight * terms["koleo"]
+    terms = {"koleo": sum(ssl.koleo_loss(e) for e in s_out["embedding"].chunk(2)) / 2}
+    loss = cfg.loss.koleo_weight * terms["koleo"]
+    if cfg.loss.dino_weight > 0 or mask is not None:
+        with torch.no_grad():
+            t_out = teacher(global_crops)
+    if cfg.loss.dino_weight > 0:
+        with torch.no_grad():
+            t_logits = teacher.dino_head(t_out["embedding"])
+            t_probs = _teacher_targets(cfg, t_logits, centers["dino"],
+                                       temps["teacher_temp"]).chunk(2)
+        s_logits = s_out["logits"].chunk(2 + cfg.crops.local_crops)
+        terms["dino"] = ssl.dino_loss(list(s_logits), list(t_probs), cfg.head.student_temp)
+        loss = loss + cfg.loss.dino_weight * terms["dino"]
     if cfg.loss.nce_weight > 0:
         terms["nce"] = ssl.nt_xent(*s_out["projection"].chunk(2), cfg.loss.nce_temp)
         loss = loss + cfg.loss.nce_weight * terms["nce"]
@@ -176,10 +184,10 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
     torch.manual_seed(cfg.train.seed)
     encoder = build_encoder(cfg).to(procs.device)
     teacher = make_ema(encoder)  # eval mode: no drop-path in the teacher
-    student: nn.Module = MultiView(encoder)
+    student: nn.Module = MultiView(encoder, dino=cfg.loss.dino_weight > 0)
     if procs.world > 1:
         student = nn.parallel.DistributedDataParallel(
-            student, find_unused_parameters=cfg.loss.ibot_weight == 0)
+            student, find_unused_parameters=0 in (cfg.loss.ibot_weight, cfg.loss.dino_weight))
     optimizer = torch.optim.AdamW(
         parameter_groups(encoder, cfg.train.layer_decay, cfg.train.patch_embed_lr_mult),
         lr=0.0, betas=(0.9, 0.999), fused=procs.device.type == "cuda")
@@ -238,7 +246,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
             checkpoint.save(out_dir / "checkpoints", done, encoder, teacher,
                             {"optimizer": optimizer.state_dict(), "history": history,
                              "centers": {k: v.cpu() for k, v in centers.items()}},
-                            params_sha)
+                            params_sha, keep=cfg.train.keep_checkpoints)
 
     if procs.main:
         _write_outputs(cfg, out_dir, teacher, history, params_sha, table)

@@ -77,7 +77,8 @@ def check_code_shape(run: str | Path, meta: dict, length: int, vocab: int) -> No
 def save(directory: str | Path, step: int, model: torch.nn.Module,
          ema: torch.nn.Module | None, state: dict[str, Any], params_sha256: str,
          keep: int = 2) -> Path:
-    """Write step folder, then point `latest` at it, then drop all but the newest `keep`."""
+    """Write step folder, then point `latest` at it, then drop all but the newest `keep`
+    (0: drop none)."""
     directory = Path(directory)
     folder = directory / f"step-{step:08d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def save(directory: str | Path, step: int, model: torch.nn.Module,
     write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256,
                                       "sha256": files})
     write_bytes(directory / "latest", folder.name.encode())
-    for old in sorted(directory.glob("step-*"))[:-keep]:
+    for old in sorted(directory.glob("step-*"))[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
