@@ -147,14 +147,14 @@ def _loss(cfg: SEMConfig, student: nn.Module, teacher: SEMEncoder, global_crops,
     s_out = student(global_crops, local_crops, mask)
     terms = {"koleo": sum(ssl.koleo_loss(e) for e in s_out["embedding"].chunk(2)) / 2}
     loss = cfg.loss.koleo_weight * terms["koleo"]
-    if cfg.loss.dino_weight > 0 or mask is not None:
-        with torch.no_grad():
+    with torch.no_grad():  # the teacher only for DINO's or iBOT's targets
+        if cfg.loss.dino_weight > 0 or mask is not None:
             t_out = teacher(global_crops)
-    if cfg.loss.dino_weight > 0:
-        with torch.no_grad():
+        if cfg.loss.dino_weight > 0:
             t_logits = teacher.dino_head(t_out["embedding"])
             t_probs = _teacher_targets(cfg, t_logits, centers["dino"],
                                        temps["teacher_temp"]).chunk(2)
+    if cfg.loss.dino_weight > 0:
         s_logits = s_out["logits"].chunk(2 + cfg.crops.local_crops)
         terms["dino"] = ssl.dino_loss(list(s_logits), list(t_probs), cfg.head.student_temp)
         loss = loss + cfg.loss.dino_weight * terms["dino"]
