@@ -4,7 +4,8 @@ horizontal flips): test top-1 on shape along the way. This is the ceiling that
 self-distillation is measured against (issue 3: the probe's shape target): a number of steps
 below which no self-supervised run of that backbone can be expected to know shape.
 
-Both the preset's patch embedding and the convolutional stem (`sem.backbone.conv_stem: 32`).
+Both timm's patch embedding (the earlier preset's) and the convolutional stem (the preset's,
+`sem.backbone.conv_stem: 32`).
 Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by default). Writes
 benchmarks/results/sem_shape_ceiling.json.
 
