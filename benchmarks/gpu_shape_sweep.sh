@@ -2,7 +2,7 @@
 # Issue 3 on a GPU, in one device call: does the tiny preset's recipe (object paste, NT-Xent,
 # DINO, KoLeo) reach 0.90 on shape once it gets DINO-scale training (batch 1024, ~100 epochs of
 # the 17k training images), and does plain self-distillation (DINO and iBOT with local crops, no
-# paste or NT-Xent: the earlier preset) learn shape at all at that scale? On 2 CPU cores the
+# paste or NT-Xent, as in the earlier preset) learn shape at all at that scale? On 2 CPU cores the
 # recipe gives 0.743 in ten minutes and the earlier preset ~0.25 (README, "Discrete Latent
 # Codes"). Rows go to $OUT/sem_probe_sweep_gpu.json. About 8 minutes on one H200 (data loading
 # bound: 14 workers).
