@@ -7,9 +7,10 @@ iBOT is on); loss = dino_weight * DINO + koleo_weight * KoLeo(SEM output)
 the paper, off unless set). With DINO and iBOT both off the teacher runs no forward: it is
 then only the EMA of the student that the later stages use.
 Schedules (all functions of the step, so resuming needs only the step): lr warm-up + cosine
-with layer-wise decay, weight decay 0.04 -> 0.4, teacher momentum 0.992 -> 1, teacher
-temperature warm-up. Outputs in the run folder: encoder.safetensors (the teacher, which is the
-encoder later stages use), meta.json, loss.csv, loss.png, checkpoints/.
+with layer-wise decay, weight decay 0.04 -> 0.4, teacher momentum (DINOv2: 0.992 -> 1; tiny:
+0.99 -> 0.995), teacher temperature warm-up. Outputs in the run folder: encoder.safetensors
+(the teacher, which is the encoder later stages use), meta.json, loss.csv, loss.png,
+checkpoints/.
 """
 
 from __future__ import annotations
