@@ -31,6 +31,8 @@ def micro_params() -> dict:
     toy["eval"].update(samples=400, sampling_steps=20)
     tiny = params["presets"]["tiny"]
     tiny["data"]["shapes"].update(n_images=300)
+    for stage in ("sem", "sedd", "dit"):  # the same arithmetic on every CPU (auto follows it)
+        tiny[stage]["train"].update(precision="fp32")
     sem = tiny["sem"]
     sem.update(length=8, vocab=16)
     sem["backbone"].update(embed_dim=32, depth=1, num_heads=2, patch_size=8)

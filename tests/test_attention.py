@@ -52,6 +52,19 @@ def test_sem_encoder_switches_timm_attention_under_cpu_bf16_only():
     assert all(block.attn.fused_attn for block in encoder.backbone.blocks)
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"),
+                                                        (True, False, "bf16"),
+                                                        (False, True, "bf16")])
+def test_auto_precision_is_bf16_only_where_the_cpu_multiplies_it_natively(
+        monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert distributed.resolve_precision(CPU, "auto") == expected
+    assert distributed.resolve_precision(CPU, "fp32") == "fp32"
+    with distributed.autocast(CPU, "auto"):
+        assert cpu_bf16(CPU) is (expected == "bf16")
+
+
 @pytest.mark.parametrize("precision, enabled", [(None, False), ("fp32", False), ("bf16", True)])
 def test_stage_autocast_on_cpu_follows_the_precision_param(precision, enabled):
     with distributed.autocast(CPU, precision):

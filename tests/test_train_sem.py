@@ -1,10 +1,12 @@
 import dataclasses
+import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from dlc.stages import data, train_sem
+from dlc.train import distributed
 from dlc.train.batches import StepBatches, StepRandom
 
 from .conftest import assert_close_weights, preempted_at, two_process_ddp
@@ -32,6 +34,9 @@ def test_training_writes_the_run_folder(sem_run, tmp_path):
         header)
     encoder = train_sem.load_encoder(cfg, out / "encoder.safetensors")
     assert encoder.codes(torch.randn(2, 3, 32, 32)).shape == (2, cfg.length)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["precision"] == distributed.resolve_precision(torch.device("cpu"),
+                                                              cfg.train.precision)
 
 
 def test_resume_after_a_crash_equals_uninterrupted_training(sem_run, tmp_path):

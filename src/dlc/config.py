@@ -276,7 +276,9 @@ class SEMTrainConfig:
                            maximum=1)
     momentum_end: float = _doc("teacher momentum at the end, cosine (paper: 1.0)", minimum=0,
                                maximum=1)
-    precision: Literal["fp32", "bf16"] = _doc("autocast dtype (GPU or CPU)")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(
+        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
+        "a CPU with AVX512-BF16 or AMX), else fp32")
     seed: int = _doc("seed of init, crops and batch order", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     workers: int = _doc("data-loading worker processes (0: in the training process)",
@@ -317,9 +319,16 @@ class ProbeConfig:
     targets: list[str] = _doc("columns of the codes table to predict (label, shape, ...)")
     epochs: int = _doc("passes over the training codes", minimum=1)
     batch_size: int = _doc("rows per step", minimum=1)
-    lr: float = _doc("AdamW learning rate (cosine to 0)", **_positive())
+    lrs: list[float] = _doc("AdamW learning rates tried (cosine to 0), one classifier each; "
+                            "the one best on the held-out rows is scored", **_positive())
+    val_fraction: float = _doc("fraction of the training rows held out to choose the lr",
+                               **_positive(maximum=0.5))
     weight_decay: float = _doc("AdamW weight decay", minimum=0)
-    seed: int = _doc("seed of init and batch order", minimum=0)
+    seed: int = _doc("seed of init, held-out rows and batch order", minimum=0)
+
+    def check(self, where: str) -> None:
+        if not self.lrs:
+            raise ConfigError(f"{where}.lrs: give at least one learning rate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +343,9 @@ class SEDDTrainConfig:
     clip_grad: float = _doc("gradient-norm clip (paper: 1.0)", **_positive())
     ema_decay: float = _doc("EMA decay of the sampling weights (paper: 0.9999)", minimum=0,
                             maximum=1)
-    precision: Literal["fp32", "bf16"] = _doc("autocast dtype (GPU or CPU)")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(
+        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
+        "a CPU with AVX512-BF16 or AMX), else fp32")
     compile: bool = _doc("torch.compile the score network for training and sampling (GPU "
                          "runs; training 1.8x on an H200)")
     seed: int = _doc("seed of init, batch order and noise", minimum=0)
@@ -463,7 +474,9 @@ class DiTTrainConfig:
     warmup_steps: int = _doc("linear lr warm-up (paper: 0)", minimum=0)
     ema_decay: float = _doc("EMA decay (paper: 0.9999), warmed up over the first steps",
                             minimum=0, maximum=1)
-    precision: Literal["fp32", "bf16"] = _doc("autocast dtype (GPU or CPU)")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(
+        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
+        "a CPU with AVX512-BF16 or AMX), else fp32")
     compile: bool = _doc("torch.compile the model (GPU runs)")
     grad_checkpointing: bool = _doc("recompute block activations in backward (saves memory)")
     seed: int = _doc("seed of init, batch order, noise and null-code dropout", minimum=0)

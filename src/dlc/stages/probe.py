@@ -33,8 +33,8 @@ def run(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) ->
     train_codes, test_codes = Path(codes) / cfg.train_split, Path(codes) / cfg.test_split
     train = read_codes(train_codes, sem.length, sem.vocab, features=sem.extract.features)
     test = read_codes(test_codes, sem.length, sem.vocab, features=sem.extract.features)
-    fit = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-           "weight_decay": cfg.weight_decay, "seed": cfg.seed}
+    fit = {"lrs": cfg.lrs, "val_fraction": cfg.val_fraction, "epochs": cfg.epochs,
+           "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
     results = {}
     for target in cfg.targets:
         for table, path in ((train, train_codes), (test, test_codes)):
@@ -43,12 +43,15 @@ def run(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) ->
         y_train, y_test, classes = _classes(train.frame[target], test.frame[target],
                                             str(train_codes))
         row = {"classes": classes,
-               "majority": float(np.bincount(y_train).max() / len(y_train)),
-               "codes": probe_codes(train.codes, y_train, test.codes, y_test, sem.vocab,
-                                    classes, **fit)}
+               "majority": float(np.bincount(y_train).max() / len(y_train))}
+        probes = {"codes": probe_codes(train.codes, y_train, test.codes, y_test, sem.vocab,
+                                       classes, **fit)}
         if train.features is not None:
-            row["features"] = probe_features(train.features, y_train, test.features, y_test,
-                                             classes, **fit)
+            probes["features"] = probe_features(train.features, y_train, test.features, y_test,
+                                                classes, **fit)
+        for name, result in probes.items():
+            row[name] = result.accuracy
+            row[f"{name}_lr"] = result.lr
         results[target] = row
         log.info("probe %-10s codes %.3f  features %s  (%d classes)", target, row["codes"],
                  f"{row['features']:.3f}" if "features" in row else "-", classes)

@@ -239,6 +239,8 @@ def _write_outputs(cfg: DiTConfig, out_dir: Path, ema: DiT, history: list[dict],
                out_dir / "loss.png")
     parameters = sum(p.numel() for p in ema.parameters())
     dio.write_json(out_dir / "meta.json", {
+        "precision": distributed.resolve_precision(
+            next(ema.parameters()).device, cfg.train.precision),
         "L": length, "V": vocab, "condition": condition, "latent_shape": list(cache.shape),
         "feature_dim": ema.feature_embedder.features if condition == "features" else 0,
         "dit": to_dict(cfg), "parameters": parameters, "train_pairs": len(cache),

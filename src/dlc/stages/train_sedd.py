@@ -123,6 +123,8 @@ def _write_outputs(cfg: SEDDConfig, out_dir: Path, ema: nn.Module, history: list
                f"SEDD-{cfg.size} on L={length}, V={vocab} codes", out_dir / "loss.png")
     parameters = sum(p.numel() for p in ema.parameters())
     dio.write_json(out_dir / "meta.json", {
+        "precision": distributed.resolve_precision(
+            next(ema.parameters()).device, cfg.train.precision),
         "L": length, "V": vocab, "sedd": to_dict(cfg), "parameters": parameters,
         "train_codes": len(codes), "dataset": codes.metadata.get("dataset"),
         "encoder_sha256": codes.metadata.get("encoder_sha256"), "final": history[-1],

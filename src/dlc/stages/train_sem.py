@@ -261,6 +261,8 @@ def _write_outputs(cfg: SEMConfig, out_dir: Path, teacher: SEMEncoder, history: 
     plot_losses(history, out_dir / "loss.png")
     parameters = sum(p.numel() for p in teacher.parameters())
     dio.write_json(out_dir / "meta.json", {
+        "precision": distributed.resolve_precision(
+            next(teacher.parameters()).device, cfg.train.precision),
         "sem": to_dict(cfg), "images": str(table.path), "split": table.split,
         "train_images": len(table), "parameters": parameters, "final": history[-1],
         "encoder_sha256": dio.sha256_file(out_dir / "encoder.safetensors"),

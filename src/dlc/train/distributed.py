@@ -28,13 +28,34 @@ def autocast(device: torch.device, precision: str | None = None):
     """The autocast context of a stage. `precision` None (the inference stages): bf16 on a GPU,
     fp32 on CPU. "bf16" or "fp32" (a training stage's `train.precision`): that, on any device:
     a CPU with AVX512-BF16 or AMX multiplies bf16 matrices several times faster than fp32 ones
-    (4.7x on the development machine, `benchmarks/cpu_bf16.py`). Reusable: `with` it once per
-    step."""
+    (4.7x on the development machine, `benchmarks/cpu_bf16.py`). "auto": bf16 where the device
+    multiplies it natively (`native_bf16`), else fp32. Reusable: `with` it once per step."""
     if precision is None:
         precision = "bf16" if device.type == "cuda" else "fp32"
+    elif precision == "auto":
+        precision = resolve_precision(device, precision)
+        log.info("precision auto: %s on %s", precision, device)
     if device.type == "cpu" and precision == "bf16" and not onednn_bf16_supported():
         log.warning("precision bf16: oneDNN has no bf16 kernels for this CPU; fp32 is faster")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """A training stage's `train.precision` as it will run here: "auto" becomes bf16 or fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 products beat fp32 ones here: a GPU with bf16 support, or a CPU with
+    AVX512-BF16 or AMX instructions (an AVX-512 CPU without them runs oneDNN's bf16 kernels,
+    emulated, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(bool(getattr(cpu, probe, lambda: False)())
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def onednn_bf16_supported() -> bool:
