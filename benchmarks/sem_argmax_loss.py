@@ -41,7 +41,7 @@ def readings(encoder, images: np.ndarray, batch_size: int = 512) -> dict[str, np
         batch = to_input(torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2))
         tokens = encoder.tokens(batch)
         summary = tokens[:, :encoder.num_prefix].flatten(1)
-        probabilities = torch.softmax(encoder.sem.logits(summary) / encoder.tau, -1)
+        probabilities = encoder.sem(summary, encoder.tau)[0]
         parts["summary"].append(summary)
         parts["probabilities"].append(probabilities.flatten(1))
         parts["codes"].append(probabilities.argmax(-1))
