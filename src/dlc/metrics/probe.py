@@ -12,6 +12,7 @@ representation: continuous features want a larger lr than one-hot codes.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class LinearHeads(nn.Module):
+class LinearHeads(nn.Module, ABC):
     """`heads` independent linear classifiers of the same input: (B, ...) -> (B, heads, C).
     Their weights are separate parameters (one optimiser group, one lr each), concatenated at
     every call so that the input is read once for all of them."""
@@ -38,9 +39,9 @@ class LinearHeads(nn.Module):
         weight, bias = torch.cat(list(self.weight), 1), torch.cat(list(self.bias))
         return (self.apply_weight(x, weight) + bias).view(len(x), -1, self.classes)
 
+    @abstractmethod
     def apply_weight(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """x times the (inputs, heads * C) weight, whatever form x takes."""
-        raise NotImplementedError
 
 
 class CodeProbe(LinearHeads):
