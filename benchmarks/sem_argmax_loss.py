@@ -21,13 +21,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import decode_images, read_table
 from dlc.metrics.probe import probe_codes, probe_features
+from dlc.stages import probe as probe_stage
 from dlc.stages.train_sem import load_encoder
 
 
@@ -57,20 +57,16 @@ def measure(preset: config.PresetConfig, encoder_path: Path, images: Path) -> di
     train, test = (readings(encoder, decode_images(frames[split]))
                    for split in (probe.train_split, probe.test_split))
     probabilities = train["probabilities"].reshape(len(train["codes"]), sem.length, sem.vocab)
-    fit = {"lrs": probe.lrs, "val_fraction": probe.val_fraction, "epochs": probe.epochs,
-           "batch_size": probe.batch_size, "weight_decay": probe.weight_decay,
-           "seed": probe.seed}
+    fit = probe_stage.fit_options(probe)
     top1 = {}
     for target in probe.targets:
-        classes = pd.Index(sorted(frames[probe.train_split][target].unique()))
-        y_train, y_test = (classes.get_indexer(frames[split][target]).astype(np.int64)
-                           for split in (probe.train_split, probe.test_split))
+        y_train, y_test, classes = probe_stage.target_classes(
+            frames[probe.train_split][target], frames[probe.test_split][target], str(images))
         top1[target] = {name: round(probe_features(train[name], y_train, test[name], y_test,
-                                                   len(classes), **fit).accuracy, 4)
+                                                   classes, **fit).accuracy, 4)
                         for name in ("summary", "probabilities", "features")}
         top1[target]["codes"] = round(probe_codes(train["codes"], y_train, test["codes"],
-                                                  y_test, sem.vocab, len(classes),
-                                                  **fit).accuracy, 4)
+                                                  y_test, sem.vocab, classes, **fit).accuracy, 4)
     return {"encoder": str(encoder_path), "L": sem.length, "V": sem.vocab,
             "mean_max_probability": round(float(probabilities.max(-1).mean()), 4),
             "tokens_used_per_position": round(float(np.mean(

@@ -34,6 +34,10 @@ def _doc(text: str, **constraints: Any) -> Any:
     return field(metadata={"doc": text, **constraints})
 
 
+PRECISION_DOC = ("autocast dtype (GPU or CPU) of a training stage; auto: bf16 where the device "
+                 "multiplies it natively (a GPU, a CPU with AVX512-BF16 or AMX), else fp32")
+
+
 # --------------------------------------------------------------------------------------------
 # Section 3 study: diffusion on a grid of Gaussians
 # --------------------------------------------------------------------------------------------
@@ -276,9 +280,7 @@ class SEMTrainConfig:
                            maximum=1)
     momentum_end: float = _doc("teacher momentum at the end, cosine (paper: 1.0)", minimum=0,
                                maximum=1)
-    precision: Literal["auto", "fp32", "bf16"] = _doc(
-        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
-        "a CPU with AVX512-BF16 or AMX), else fp32")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     seed: int = _doc("seed of init, crops and batch order", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     workers: int = _doc("data-loading worker processes (0: in the training process)",
@@ -343,9 +345,7 @@ class SEDDTrainConfig:
     clip_grad: float = _doc("gradient-norm clip (paper: 1.0)", **_positive())
     ema_decay: float = _doc("EMA decay of the sampling weights (paper: 0.9999)", minimum=0,
                             maximum=1)
-    precision: Literal["auto", "fp32", "bf16"] = _doc(
-        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
-        "a CPU with AVX512-BF16 or AMX), else fp32")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     compile: bool = _doc("torch.compile the score network for training and sampling (GPU "
                          "runs; training 1.8x on an H200)")
     seed: int = _doc("seed of init, batch order and noise", minimum=0)
@@ -474,9 +474,7 @@ class DiTTrainConfig:
     warmup_steps: int = _doc("linear lr warm-up (paper: 0)", minimum=0)
     ema_decay: float = _doc("EMA decay (paper: 0.9999), warmed up over the first steps",
                             minimum=0, maximum=1)
-    precision: Literal["auto", "fp32", "bf16"] = _doc(
-        "autocast dtype (GPU or CPU); auto: bf16 where the device multiplies it natively (a GPU, "
-        "a CPU with AVX512-BF16 or AMX), else fp32")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     compile: bool = _doc("torch.compile the model (GPU runs)")
     grad_checkpointing: bool = _doc("recompute block activations in backward (saves memory)")
     seed: int = _doc("seed of init, batch order, noise and null-code dropout", minimum=0)

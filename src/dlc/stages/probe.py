@@ -18,7 +18,8 @@ from dlc.metrics.probe import probe_codes, probe_features
 log = logging.getLogger(__name__)
 
 
-def _classes(train: pd.Series, test: pd.Series, where: str) -> tuple[np.ndarray, np.ndarray, int]:
+def target_classes(train: pd.Series, test: pd.Series,
+                   where: str) -> tuple[np.ndarray, np.ndarray, int]:
     """Integer classes of the training values; a test value never seen in training cannot
     be predicted and counts as wrong (class -1)."""
     categories = pd.Index(sorted(train.unique()))
@@ -28,19 +29,24 @@ def _classes(train: pd.Series, test: pd.Series, where: str) -> tuple[np.ndarray,
             categories.get_indexer(test).astype(np.int64), len(categories))
 
 
+def fit_options(cfg: ProbeConfig) -> dict:
+    """The keyword arguments of `probe_codes` and `probe_features` that the params set."""
+    return {"lrs": cfg.lrs, "val_fraction": cfg.val_fraction, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
+
+
 def run(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) -> dict:
     """Fit on codes/<probe.train_split>, score on codes/<probe.test_split>, write out."""
     train_codes, test_codes = Path(codes) / cfg.train_split, Path(codes) / cfg.test_split
     train = read_codes(train_codes, sem.length, sem.vocab, features=sem.extract.features)
     test = read_codes(test_codes, sem.length, sem.vocab, features=sem.extract.features)
-    fit = {"lrs": cfg.lrs, "val_fraction": cfg.val_fraction, "epochs": cfg.epochs,
-           "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
+    fit = fit_options(cfg)
     results = {}
     for target in cfg.targets:
         for table, path in ((train, train_codes), (test, test_codes)):
             if target not in table.frame:
                 raise ValueError(f"{path}: no column {target!r} to probe (probe.targets)")
-        y_train, y_test, classes = _classes(train.frame[target], test.frame[target],
+        y_train, y_test, classes = target_classes(train.frame[target], test.frame[target],
                                             str(train_codes))
         row = {"classes": classes,
                "majority": float(np.bincount(y_train).max() / len(y_train))}
