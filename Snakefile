@@ -24,6 +24,9 @@ LAUNCHER = config.pop("launcher", "local")
 validate(config, "workflow/schemas/params.schema.json")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sem.smk"
@@ -34,6 +37,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/compose.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

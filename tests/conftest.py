@@ -31,8 +31,10 @@ def micro_params() -> dict:
     toy["eval"].update(samples=400, sampling_steps=20)
     tiny = params["presets"]["tiny"]
     tiny["data"]["shapes"].update(n_images=300)
-    for stage in ("sem", "sedd", "dit"):  # the same arithmetic on every CPU (auto follows it)
+    for stage in ("sem", "sedd", "vae", "dit", "text"):  # the same arithmetic on every CPU
         tiny[stage]["train"].update(precision="fp32")
+    for stage in ("sedd", "dit"):
+        tiny[stage]["sample"].update(precision="fp32")
     sem = tiny["sem"]
     sem.update(length=8, vocab=16)
     sem["backbone"].update(embed_dim=32, depth=1, num_heads=2, patch_size=8)
@@ -51,6 +53,7 @@ def micro_params() -> dict:
     vae["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
     vae["cache"].update(batch_size=32, shard_size=50)
     dit = tiny["dit"]
+    dit["repa"] = None  # tests/test_repa.py and the micro DAG (test_workflow.py) turn it on
     dit["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
     dit["sample"].update(samples=10, batch_size=4, steps=4)
     tiny["judge"].update(width=8, epochs=1, batch_size=64, threads=1)
@@ -61,7 +64,8 @@ def micro_params() -> dict:
     tiny["compose"].update(samples=6, source_split="train", pairs_per_combination=2,
                            samples_per_pair=2)
     tiny["evaluate"].update(samples=10, reference_images=16, batch_size=8, kid_subsets=10,
-                            kid_subset_size=10, eta_sweep=[0.0, 0.5], threads=1,
+                            kid_subset_size=10, eta_sweep=[0.0, 0.5], eta_seeds=[0, 1],
+                            eta_samples=10, threads=1,
                             effnet_resolution=32)
     return params
 

@@ -155,18 +155,27 @@ def test_bad_sample_files_are_refused_with_their_name(judged, tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
-def fake_result(path, eta, fd, n=100):
+def fake_result(path, eta, fd, n=100, seed=0):
     metrics = {"judge": {"fd": fd, "kid": fd / 100, "kid_std": 0.01}}
     path.write_text(json.dumps({"n": n, "metrics": metrics,
-                                "codes_sampler": {"remask_eta": eta}}))
+                                "codes_sampler": {"remask_eta": eta, "seed": seed}}))
     return path
 
 
-def test_the_sweep_orders_points_and_finds_the_bottom_of_the_u(tmp_path):
-    results = [fake_result(tmp_path / f"r{i}.json", eta, fd)
-               for i, (eta, fd) in enumerate([(0.1, 9.0), (0.0, 7.0), (0.02, 5.0)])]
+def test_the_sweep_averages_seeds_per_eta_and_finds_the_bottom_of_the_u(tmp_path):
+    points = [(0.1, 0, 9.0), (0.0, 0, 7.0), (0.02, 0, 5.0), (0.02, 1, 6.0), (0.0, 1, 8.0),
+              (0.1, 1, 9.0)]
+    results = [fake_result(tmp_path / f"r{i}.json", eta, fd, seed=seed)
+               for i, (eta, seed, fd) in enumerate(points)]
     summary = eta_sweep.gather(results, tmp_path / "sweep.json", tmp_path / "sweep.png")
-    assert [p["remask_eta"] for p in summary["points"]] == [0.0, 0.02, 0.1]
+    assert len(summary["points"]) == 6 and summary["n"] == 100
+    assert [c["remask_eta"] for c in summary["curve"]] == [0.0, 0.02, 0.1]
+    assert [c["seeds"] for c in summary["curve"]] == [2, 2, 2]
+    judge = summary["curve"][1]["metrics"]["judge"]
+    assert judge["fd_mean"] == pytest.approx(5.5)
+    assert judge["fd_std"] == pytest.approx(np.std([5.0, 6.0], ddof=1))
+    assert judge["kid_mean"] == pytest.approx(0.055)
+    assert summary["curve"][2]["metrics"]["judge"]["fd_std"] == 0.0
     assert summary["best_remask_eta"] == {"judge": 0.02}
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     mixed = fake_result(tmp_path / "mixed.json", 0.5, 1.0, n=50)

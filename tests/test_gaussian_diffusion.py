@@ -233,6 +233,8 @@ def test_classifier_free_guidance_math_and_interval():
     interval = classifier_free_guidance(model, 3.0, {"codes": null}, max_t=50)
     torch.testing.assert_close(interval(x, t, codes=codes)[:, :2], eps_c)   # t > max_t
     torch.testing.assert_close(interval(x, torch.full((3,), 50), codes=codes), out)
+    # An unconditional network has no null condition: guidance leaves it as it is.
+    assert classifier_free_guidance(model, 3.0, {}) is model
 
 
 def test_sample_loop_samplers_are_seeded_and_ddim_with_an_exact_point_mass_lands_on_it():
@@ -251,3 +253,62 @@ def test_sample_loop_samplers_are_seeded_and_ddim_with_an_exact_point_mass_lands
     a, b = (process.sample_loop(exact, (5, 2), "ddpm", generator=torch.Generator().manual_seed(1))
             for _ in range(2))
     assert torch.equal(a, b)
+
+
+def test_min_snr_weights_the_mse_by_min_snr_gamma_over_snr():
+    """Min-SNR-gamma: w_t = min(abar/(1-abar), gamma) / (abar/(1-abar)); the loss is w_t times
+    the unweighted MSE, which terms["mse"] still reports; gamma none is L_simple."""
+    plain = GaussianDiffusion.from_schedule("linear", 1000, learn_sigma=False)
+    weighted = GaussianDiffusion.from_schedule("linear", 1000, learn_sigma=False,
+                                               min_snr_gamma=5.0)
+    abar = plain.alphas_cumprod
+    snr = abar / (1 - abar)
+    x0, noise = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
+    t = torch.tensor([0, 100, 400, 999])
+    model = lambda x, step: 0.5 * x  # noqa: E731  (any fixed network)
+    base = plain.training_losses(model, x0, t, noise=noise)
+    terms = weighted.training_losses(model, x0, t, noise=noise)
+    torch.testing.assert_close(terms["mse"], base["mse"])
+    torch.testing.assert_close(base["loss"], base["mse"])
+    expected = torch.tensor([min(snr[s], 5.0) / snr[s] for s in t.tolist()],
+                            dtype=torch.float32)
+    torch.testing.assert_close(terms["loss"], expected * base["mse"])
+    assert snr[100] > 5.0 > snr[400]  # both regimes are tested: capped and weight 1
+    respaced = weighted.respaced(50)
+    np.testing.assert_allclose(respaced.mse_weights,
+                               np.minimum(respaced.alphas_cumprod / (1 - respaced.alphas_cumprod),
+                                          5.0) / (respaced.alphas_cumprod
+                                                  / (1 - respaced.alphas_cumprod)))
+
+
+def test_v_prediction_round_trips_and_the_exact_v_model_samples_the_gaussian():
+    """v = sqrt(abar) eps - sqrt(1 - abar) x_0 inverts to eps = sqrt(abar) v + sqrt(1 - abar)
+    x_t; a network giving the exact v (from the exact epsilon of N(mu, s^2) data) trains with
+    zero MSE on v and samples N(mu, s^2) like the epsilon network does."""
+    process = GaussianDiffusion.from_schedule("cosine", 1000, learn_sigma=True, prediction="v")
+    x0, noise = torch.randn(8, 3), torch.randn(8, 3)
+    t = torch.randint(0, 1000, (8,))
+    xt = process.q_sample(x0, t, noise)
+    torch.testing.assert_close(process.eps_from_v(xt, t, process.v_target(x0, t, noise)), noise)
+
+    mu, s = 1.5, 0.3
+    sampler = process.respaced(50)
+    eps_model = _exact_model(sampler, mu, s, learn_sigma=True)
+    abar = torch.as_tensor(process.alphas_cumprod)
+
+    def v_model(x, step):
+        eps, variance = eps_model(x, step).chunk(2, dim=1)
+        a = abar[step][:, None].float()
+        return torch.cat([(eps - (1 - a).sqrt() * x) / a.sqrt(), variance], dim=1)
+
+    x = sampler.p_sample_loop(v_model, (10_000, 1), generator=torch.Generator().manual_seed(0))
+    assert x.mean().item() == pytest.approx(mu, abs=0.015)
+    assert x.std().item() == pytest.approx(s, rel=0.03)
+
+    gamma = 5.0
+    weighted = GaussianDiffusion.from_schedule("cosine", 1000, prediction="v",
+                                               min_snr_gamma=gamma)
+    snr = weighted.alphas_cumprod / (1 - weighted.alphas_cumprod)
+    np.testing.assert_allclose(weighted.mse_weights, np.minimum(snr, gamma) / (snr + 1))
+    with pytest.raises(ValueError, match="prediction"):
+        GaussianDiffusion.from_schedule("cosine", 10, prediction="x0")

@@ -121,3 +121,43 @@ def test_feature_conditioned_dit_takes_features_and_a_zero_null():
     assert not torch.allclose(a, model(x, t, features=torch.randn(2, 6)))
     assert not torch.allclose(a, model(x, t, **null))
     assert DiT(SIZES["tiny"], 8, 4, 2, condition="none").null_condition(2) == {}
+
+
+def test_code_init_std_sets_the_table_and_the_mean_shrinks_by_sqrt_length():
+    length, vocab = 128, 64
+    for std in (0.02, 0.5):
+        torch.manual_seed(0)
+        model = DiT(SIZES["tiny"], 8, 4, 4, condition="code", code_length=length,
+                    code_vocab=vocab, code_init_std=std)
+        table = model.code_embedder.table.weight
+        assert table.std().item() == pytest.approx(std, rel=0.02)
+        codes = torch.randint(0, vocab, (4096, length))
+        mean = model.code_embedder(codes)          # (B, hidden): the condition of each code
+        assert mean.std().item() == pytest.approx(std / length ** 0.5, rel=0.05)
+
+
+def test_code_lr_mult_moves_the_table_that_many_times_farther_on_adams_first_step():
+    """Adam's first step moves every element by lr * sign(gradient): the table by
+    lr x code_lr_mult, everything else by lr; a model without a table has one group."""
+    from dlc.stages.train_dit import parameter_groups
+
+    model = small()
+    groups = parameter_groups(model, code_lr_mult=30.0)
+    assert [g["lr_mult"] for g in groups] == [1.0, 30.0]
+    assert groups[1]["params"] == [model.code_embedder.table.weight]
+    assert sum(len(g["params"]) for g in groups) == len(
+        [p for p in model.parameters() if p.requires_grad])
+    for group in groups:
+        group["lr"] = 1e-3 * group["lr_mult"]
+    optimizer = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        step = (before[name] - p.detach()).abs()
+        expected = 30e-3 if name == "code_embedder.table.weight" else 1e-3
+        torch.testing.assert_close(step, torch.full_like(step, expected), rtol=1e-4, atol=1e-7)
+    assert len(parameter_groups(small("none"), 30.0)) == 1

@@ -82,3 +82,21 @@ def test_train_vae_stage_trains_scales_and_reports(micro_config, tmp_path):
     assert latents.std().item() == pytest.approx(1.0, rel=0.1)
     assert dio.read_json(tmp_path / "vae" / "vae.json")["scaling_factor"] == pytest.approx(
         vae_lib.scaling_factor(vae))
+
+
+def test_bf16_training_loss_is_the_fp32_loss_within_bf16_rounding(micro_config):
+    """vae.train.precision bf16 runs the network under autocast and keeps the loss in fp32:
+    the same loss as fp32 up to bf16's 3 significant digits."""
+    cfg = micro_config.active.vae
+    torch.manual_seed(0)
+    vae = vae_lib.build_vae(cfg.model, 32)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(1)  # the same posterior noise
+        loss, _ = train_vae._loss(vae, images, cfg,
+                                  torch.autocast("cpu", dtype=torch.bfloat16,
+                                                 enabled=precision == "bf16"))
+        assert loss.dtype == torch.float32
+        losses[precision] = loss.item()
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=2e-2)

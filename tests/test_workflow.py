@@ -100,9 +100,9 @@ def test_the_imagenet_study_on_slurm_lists_every_job_with_its_resources(tmp_path
     text = run([str(BIN / "snakemake"), "-n", "-p", "--profile", "slurm",
                 "results/fid_dlc512.json"], work)
     rules = set(re.findall(r"^(?:local)?rule (\w+):$", text, flags=re.M))
-    assert rules == {"data", "train_sem", "extract_codes", "train_sedd", "train_vae",
-                     "cache_latents", "train_dit", "generate_dlc", "train_judge", "evaluate",
-                     "headline"}
+    assert rules == {"data", "train_sem", "extract_codes", "train_sedd", "sample_codes",
+                     "train_vae", "cache_latents", "train_dit", "generate_dlc", "train_judge",
+                     "evaluate", "headline"}
     resources = params["presets"]["imagenet"]["resources"]["train_dit"]
     assert f"DLC_JOB=train_dit DLC_RESOURCES=mem_mb={resources['mem_mb']}" in text
     assert f"gpu={resources['gpu']}" in text and "DLC_LAUNCHER=slurm" in text
@@ -122,6 +122,8 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     Snakemake, then through DVC (twice: the second run must find nothing to do)."""
     params = micro_params()
     params["toy"]["modes"] = [4]  # 8 jobs: each engine starts one process per job
+    params["presets"]["tiny"]["dit"]["repa"] = {"weight": 0.5, "depth": 1, "width": 16,
+                                               "batch_size": 64}  # as the preset: REPA on
     (tmp_path / "snakemake").mkdir()
     smk = copy_workflow(tmp_path / "snakemake", params)
     run([str(BIN / "snakemake"), "-c2"], smk)
@@ -144,12 +146,21 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
         assert result["n"] == evaluate["samples"]
         assert set(result["metrics"]) == set(evaluate["extractors"])
     sweep = json.loads((smk / "results/tiny/fid_eta_sweep.json").read_text())
-    assert [p["remask_eta"] for p in sweep["points"]] == evaluate["eta_sweep"]
+    assert [c["remask_eta"] for c in sweep["curve"]] == evaluate["eta_sweep"]
+    assert {(p["remask_eta"], p["seed"]) for p in sweep["points"]} == {
+        (eta, seed) for eta in evaluate["eta_sweep"] for seed in evaluate["eta_seeds"]}
     assert (smk / "results/tiny/fid_eta_sweep.png").stat().st_size > 1000
     headline = f"results/fid_dlc{params['presets']['tiny']['sem']['length']}.json"
     assert json.loads((smk / headline).read_text())["name"] == "dlc"
     leftovers = [p for p in (smk / "results").rglob("*.tmp")]
     assert not leftovers, leftovers
+    text = (smk / "results/tiny/report.md").read_text()
+    assert "## The claims" in text and "## Time" in text
+    headline_numbers = json.loads((smk / "results/tiny/report.json").read_text())
+    assert headline_numbers["judge_fd_dlc"] == pytest.approx(
+        json.loads((smk / "results/tiny/fid_dlc.json").read_text())["metrics"]["judge"]["fd"])
+    run([str(BIN / "snakemake"), "--report", "results/tiny/report.html"], smk)
+    assert (smk / "results/tiny/report.html").stat().st_size > 10_000
 
     (tmp_path / "dvc").mkdir()
     work = copy_workflow(tmp_path / "dvc", params)
@@ -158,7 +169,7 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     again = run([str(BIN / "dvc"), "repro"], work)
     assert "Data and pipelines are up to date" in again
     metrics = run([str(BIN / "dvc"), "metrics", "show"], work)
-    assert "knn_kl" in metrics
+    assert "knn_kl" in metrics and "judge_fd_ratio_dlc_unconditional" in metrics
     dvc_kld = json.loads((work / "results/toy/kld.json").read_text())
     # Same seeds, same code: both engines give the same numbers.
     assert dvc_kld["results"]["K4"]["oracle"]["knn_kl"] == pytest.approx(

@@ -177,8 +177,10 @@ def _train_dit(args, cfg: config.Config) -> None:
     from dlc.stages import train_dit
 
     preset = cfg.active
+    encoder = Path(args.sem) / "encoder.safetensors" if args.sem else None
     train_dit.train(preset.dit, preset.vae, args.latents, args.codes, args.vae,
-                    preset.sem.length, preset.sem.vocab, args.out, args.condition)
+                    preset.sem.length, preset.sem.vocab, args.out, args.condition,
+                    preset.sem, encoder, args.images)
 
 
 def _sample_dit(args, cfg: config.Config) -> None:
@@ -215,6 +217,12 @@ def _schema(args, cfg: config.Config | None) -> None:
 
     write_bytes(args.out, text.encode())
     print(f"wrote {args.out}")
+
+
+def _report(args, cfg: config.Config) -> None:
+    from dlc.stages import report
+
+    report.write(cfg.preset, args.results, args.logs, args.params, args.out)
 
 
 def _params(args, cfg: config.Config) -> None:
@@ -453,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "continuous features (the codes table's features column; the "
                         "composition baseline); none: the unconditional baseline with the "
                         "same network (default: %(default)s)")
+    p.add_argument("--sem", help="folder of train-sem (encoder.safetensors): REPA's targets "
+                                 "(needed when dit.repa is set)")
+    p.add_argument("--images", help="images table of `dlc data` (needed when dit.repa is set)")
     p.add_argument("--out", required=True,
                    help="run folder: model.safetensors (EMA), meta.json, loss.csv, loss.png, "
                         "samples.png")
@@ -485,6 +496,14 @@ def build_parser() -> argparse.ArgumentParser:
               needs_params=False)
     p.add_argument("--out", default=str(config.SCHEMA_PATH), help="default: %(default)s")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
+
+    p = stage("report", _report,
+              "the run's numbers and figures, read back from its results files and job logs, "
+              "as one Markdown report (+ report.json and eta_curve.csv for DVC)")
+    p.add_argument("--results", required=True, help="the preset's folder, results/<preset>")
+    p.add_argument("--logs", required=True, help="the job logs' folder, results/logs")
+    p.add_argument("--out", required=True, help="report.md to write (figures in report/ "
+                                                "beside it)")
 
     stage("params", _params, "check params.yaml and print the active settings")
     return parser

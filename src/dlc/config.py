@@ -34,8 +34,9 @@ def _doc(text: str, **constraints: Any) -> Any:
     return field(metadata={"doc": text, **constraints})
 
 
-PRECISION_DOC = ("autocast dtype (GPU or CPU) of a training stage; auto: bf16 where the device "
-                 "multiplies it natively (a GPU, a CPU with AVX512-BF16 or AMX), else fp32")
+PRECISION_DOC = ("autocast dtype (GPU or CPU) of the stage's network; auto: bf16 where the "
+                 "device multiplies it natively (a GPU, a CPU with AVX512-BF16 or AMX), else "
+                 "fp32")
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +367,7 @@ class SEDDSampleConfig:
                                       "(paper: [0.3, 0.55])", minimum=0, maximum=1)
     t_end: float = _doc("last time before the final denoising step (paper: 1e-5)",
                         **_positive(maximum=1))
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     seed: int = _doc("seed of the sampler (batch b uses (seed, b))", minimum=0)
 
     def check(self, where: str) -> None:
@@ -412,6 +414,7 @@ class VAETrainConfig:
     warmup_steps: int = _doc("linear lr warm-up", minimum=0)
     kl_weight: float = _doc("weight of KL(q(z|x) || N(0, I)) per latent element", minimum=0)
     reconstruction: Literal["l1", "mse"] = _doc("pixel reconstruction loss")
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     seed: int = _doc("seed of init, batch order and posterior noise", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
@@ -463,6 +466,11 @@ class GaussianProcessConfig:
     schedule: Literal["linear", "cosine"] = _doc("beta schedule (DiT: linear)")
     learn_sigma: bool = _doc("learned-range variance with the VLB term (DiT: true)")
     vlb_weight: float = _doc("lambda of L_simple + lambda * T * L_t (DiT: 0.001)", minimum=0)
+    prediction: Literal["eps", "v"] = _doc("what the network predicts: the noise epsilon "
+                                           "(DiT) or v = sqrt(abar) eps - sqrt(1 - abar) x_0")
+    min_snr_gamma: float | None = _doc("weight each step's epsilon MSE by min(SNR, gamma) / SNR "
+                                       "(Min-SNR; 5 in its paper); null: uniform (DiT)",
+                                       **_positive())
 
 
 @dataclass(frozen=True)
@@ -472,6 +480,7 @@ class DiTTrainConfig:
                            minimum=1)
     lr: float = _doc("AdamW lr, constant (paper: 1e-4)", **_positive())
     warmup_steps: int = _doc("linear lr warm-up (paper: 0)", minimum=0)
+    code_lr_mult: float = _doc("the code table's lr is lr x this (paper: 1)", **_positive())
     ema_decay: float = _doc("EMA decay (paper: 0.9999), warmed up over the first steps",
                             minimum=0, maximum=1)
     precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
@@ -480,6 +489,8 @@ class DiTTrainConfig:
     seed: int = _doc("seed of init, batch order, noise and null-code dropout", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
+    keep_checkpoints: int = _doc("newest checkpoints kept on disk; 0 keeps every one (to "
+                                 "score the run along the way)", minimum=0)
     sample_every: int = _doc("steps between sample grids from fixed codes (0: only at the end)",
                              minimum=0)
 
@@ -495,7 +506,17 @@ class DiTSampleConfig:
                             "1 = no guidance (paper: 1.0 / 1.7)", minimum=0)
     cfg_max_t: int | None = _doc("guide only at t <= this original-scale step (guidance "
                                  "interval); null: every step", minimum=0)
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     seed: int = _doc("seed of the sampler (batch b uses (seed, b))", minimum=0)
+
+
+@dataclass(frozen=True)
+class RepaConfig:
+    weight: float = _doc("lambda of loss + lambda * alignment loss (REPA: 0.5)", **_positive())
+    depth: int = _doc("the block whose output tokens are aligned (REPA: 8 of DiT-XL's 28)",
+                      minimum=1)
+    width: int = _doc("hidden width of the projector MLP (REPA: 2048)", minimum=1)
+    batch_size: int = _doc("images per encoder batch when the targets are computed", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -504,8 +525,13 @@ class DiTConfig:
     patch: Literal[1, 2, 4, 8] = _doc("patch side on the latent grid (paper: 2)")
     null_code_prob: float = _doc("probability that a training sample's whole code becomes the "
                                  "null code (paper: 0.1)", minimum=0, maximum=1)
+    code_init_std: float = _doc("std of each row of the code table at init; their mean over "
+                                "L positions starts at std code_init_std / sqrt(L) (DiT's label "
+                                "table: 0.02)", **_positive())
     train_split: str = _doc("split whose (latent, code) pairs it trains on")
     diffusion: GaussianProcessConfig = _doc("Gaussian diffusion process")
+    repa: RepaConfig | None = _doc("align an early block's tokens with the SEM encoder's patch "
+                                   "features of the clean image (REPA); null: off (paper)")
     train: DiTTrainConfig = _doc("optimisation")
     sample: DiTSampleConfig = _doc("decoding codes into images")
 
@@ -553,6 +579,10 @@ class EvaluateConfig:
     kid_subset_size: int = _doc("points per KID subset (cut to n when larger)", minimum=2)
     vendi_q: float = _doc("order q of the Vendi score (1: Shannon, the paper's)", minimum=0)
     eta_sweep: list[float] = _doc("remask_eta values of the FID-vs-eta sweep (paper Appendix A)")
+    eta_seeds: list[int] = _doc("sampling seeds of every eta of the sweep (SEDD's and the "
+                                "DiT's): mean and std over them", minimum=0)
+    eta_samples: int = _doc("n of every point of the sweep (one n for the whole sweep)",
+                            minimum=2)
     floor_split: str = _doc("split of the images table whose real images and VAE "
                             "reconstructions are scored as floors (not the reference's)")
     threads: int = _doc("torch CPU threads", minimum=1)
@@ -587,6 +617,7 @@ class TextTrainConfig:
     clip_grad: float = _doc("gradient-norm clip", **_positive())
     ema_decay: float = _doc("EMA decay of the sampling weights (tiny back end)", minimum=0,
                             maximum=1)
+    precision: Literal["auto", "fp32", "bf16"] = _doc(PRECISION_DOC)
     seed: int = _doc("seed of init, batch order and masking", minimum=0)
     threads: int = _doc("torch CPU threads", minimum=1)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)

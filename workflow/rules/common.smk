@@ -91,6 +91,7 @@ def default_targets():
         *evaluation_targets(),
         f"{RESULTS}/composition.json",
         f"{RESULTS}/text2code.json",
+        f"{RESULTS}/report.md",
     ]
 
 

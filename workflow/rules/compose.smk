@@ -12,6 +12,8 @@ rule train_dit_features:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",
         vae=rules.train_vae.output.report,
+        encoder=rules.train_sem.output.encoder,  # REPA's targets (dit.repa)
+        images=f"{DATA}/images.parquet",
     output:
         model=f"{FEATURES_DIT_DIR}/model.safetensors",
         meta=f"{FEATURES_DIT_DIR}/meta.json",
@@ -24,6 +26,7 @@ rule train_dit_features:
         latents=lambda wildcards, input: Path(input.latents).parents[1],
         codes=lambda wildcards, input: Path(input.codes).parents[1],
         vae=lambda wildcards, input: os.path.dirname(input.vae),
+        sem=lambda wildcards, input: os.path.dirname(input.encoder),
         run=lambda wildcards, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/{PRESET}/train_dit_features.log",
@@ -35,7 +38,8 @@ rule train_dit_features:
     shell:
         launch("train_dit_features")
         + "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
-        " --vae {params.vae} --condition features --out {params.run} --log {log}"
+        " --vae {params.vae} --condition features --sem {params.sem} --images {input.images}"
+        " --out {params.run} --log {log}"
 
 
 def features_dit(wildcards):
@@ -58,7 +62,11 @@ rule composition_study:
         judge=rules.train_judge.output.report,
     output:
         result=f"{RESULTS}/composition.json",
-        grid=f"{RESULTS}/composition_grid.png",
+        grid=report(
+            f"{RESULTS}/composition_grid.png",
+            caption="../report/composition.rst",
+            category="Composition",
+        ),
     params:
         preset=PRESET,
         settings={"compose": COMPOSE, "sample": DIT["sample"]},

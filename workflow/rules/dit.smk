@@ -33,6 +33,8 @@ rule train_dit:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",
         vae=rules.train_vae.output.report,
+        encoder=rules.train_sem.output.encoder,  # REPA's targets (dit.repa)
+        images=f"{DATA}/images.parquet",
     output:
         model=f"{DIT_DIR}/model.safetensors",
         meta=f"{DIT_DIR}/meta.json",
@@ -46,6 +48,7 @@ rule train_dit:
         latents=lambda wildcards, input: Path(input.latents).parents[1],
         codes=lambda wildcards, input: Path(input.codes).parents[1],
         vae=lambda wildcards, input: os.path.dirname(input.vae),
+        sem=lambda wildcards, input: os.path.dirname(input.encoder),
         run=lambda wildcards, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/{PRESET}/train_dit.log",
@@ -57,7 +60,8 @@ rule train_dit:
     shell:
         launch("train_dit")
         + "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
-        " --vae {params.vae} --out {params.run} --log {log}"
+        " --vae {params.vae} --sem {params.sem} --images {input.images}"
+        " --out {params.run} --log {log}"
 
 
 rule sample_dit:
@@ -72,7 +76,11 @@ rule sample_dit:
     output:
         samples=f"{DIT_DIR}/decoded/samples.npz",
         summary=f"{DIT_DIR}/decoded/samples.json",
-        grid=f"{DIT_DIR}/decoded/grid.png",
+        grid=report(
+            f"{DIT_DIR}/decoded/grid.png",
+            caption="../report/decoded.rst",
+            category="Image follows code",
+        ),
     params:
         preset=PRESET,
         settings=DIT["sample"],

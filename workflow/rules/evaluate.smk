@@ -1,5 +1,5 @@
 # Generation from nothing and its evaluation (the paper's Tables 1 and 3, Appendix A):
-#   SEDD codes -> DiT -> VAE                    generate/dlc/            fid_dlc.json
+#   SEDD's codes (sedd/codes) -> DiT -> VAE     generate/dlc/            fid_dlc.json
 #   codes of real images -> DiT (encode-decode) dit/decoded/             fid_encode_decode.json
 #   the unconditional DiT, same size and steps  generate/unconditional/  fid_unconditional.json
 #   the same as dlc for each remask_eta         eta_sweep/eta<eta>/      fid_eta_sweep.{json,png}
@@ -28,6 +28,8 @@ rule train_dit_unconditional:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",
         vae=rules.train_vae.output.report,
+        encoder=rules.train_sem.output.encoder,  # REPA's targets (dit.repa)
+        images=f"{DATA}/images.parquet",
     output:
         model=f"{UNCONDITIONAL_DIR}/model.safetensors",
         meta=f"{UNCONDITIONAL_DIR}/meta.json",
@@ -40,6 +42,7 @@ rule train_dit_unconditional:
         latents=lambda wildcards, input: Path(input.latents).parents[1],
         codes=lambda wildcards, input: Path(input.codes).parents[1],
         vae=lambda wildcards, input: os.path.dirname(input.vae),
+        sem=lambda wildcards, input: os.path.dirname(input.encoder),
         run=lambda wildcards, output: os.path.dirname(output.model),
     log:
         f"{LOGS}/{PRESET}/train_dit_unconditional.log",
@@ -51,26 +54,30 @@ rule train_dit_unconditional:
     shell:
         launch("train_dit_unconditional")
         + "dlc train-dit --preset {params.preset} --latents {params.latents} --codes {params.codes}"
-        " --vae {params.vae} --condition none --out {params.run} --log {log}"
+        " --vae {params.vae} --condition none --sem {params.sem} --images {input.images}"
+        " --out {params.run} --log {log}"
 
 
 rule generate_dlc:
-    """Images from nothing: SEDD codes (sedd.sample.*) -> DiT (dit.sample.*) -> VAE."""
+    """Images from nothing: SEDD's sampled codes (sample_codes, sedd.sample.*) -> DiT
+    (dit.sample.*) -> VAE."""
     input:
-        sedd=rules.train_sedd.output.model,
-        sedd_meta=rules.train_sedd.output.meta,
+        codes=rules.sample_codes.output.manifest,
         dit=rules.train_dit.output.model,
         dit_meta=rules.train_dit.output.meta,
         vae=rules.train_vae.output.report,
     output:
-        codes=f"{GENERATE_DIR}/dlc/codes/manifest.json",
         samples=SAMPLES["dlc"],
         summary=f"{GENERATE_DIR}/dlc/samples.json",
-        grid=f"{GENERATE_DIR}/dlc/grid.png",
+        grid=report(
+            f"{GENERATE_DIR}/dlc/grid.png",
+            caption="../report/generated_dlc.rst",
+            category="Generation",
+        ),
     params:
         preset=PRESET,
-        settings={"sedd": SEDD["sample"], "dit": DIT["sample"]},
-        sedd=lambda wildcards, input: os.path.dirname(input.sedd),
+        settings=DIT["sample"],
+        codes=lambda wildcards, input: os.path.dirname(input.codes),
         dit=lambda wildcards, input: os.path.dirname(input.dit),
         vae=lambda wildcards, input: os.path.dirname(input.vae),
         folder=lambda wildcards, output: os.path.dirname(output.samples),
@@ -83,7 +90,7 @@ rule generate_dlc:
         ENV
     shell:
         launch("generate_dlc")
-        + "dlc generate --preset {params.preset} --sedd {params.sedd} --dit {params.dit}"
+        + "dlc sample-dit --preset {params.preset} --model {params.dit} --codes {params.codes}"
         " --vae {params.vae} --out {params.folder} --log {log}"
 
 
@@ -97,7 +104,11 @@ rule sample_unconditional:
     output:
         samples=f"{GENERATE_DIR}/unconditional/samples.npz",
         summary=f"{GENERATE_DIR}/unconditional/samples.json",
-        grid=f"{GENERATE_DIR}/unconditional/grid.png",
+        grid=report(
+            f"{GENERATE_DIR}/unconditional/grid.png",
+            caption="../report/generated_unconditional.rst",
+            category="Generation",
+        ),
     params:
         preset=PRESET,
         settings=DIT["sample"],
@@ -207,7 +218,11 @@ rule eta_sweep:
         dlc=f"{RESULTS}/fid_dlc.json",
     output:
         summary=f"{RESULTS}/fid_eta_sweep.json",
-        figure=f"{RESULTS}/fid_eta_sweep.png",
+        figure=report(
+            f"{RESULTS}/fid_eta_sweep.png",
+            caption="../report/eta_sweep.rst",
+            category="Generation",
+        ),
     params:
         preset=PRESET,
         settings={"sedd": SEDD["sample"], "dit": DIT["sample"], "evaluate": EVALUATE},

@@ -39,7 +39,11 @@ rule sample_codes:
     output:
         manifest=f"{SEDD_DIR}/codes/manifest.json",
         report=f"{SEDD_DIR}/samples.json",
-        figure=f"{SEDD_DIR}/marginals.png",
+        figure=report(
+            f"{SEDD_DIR}/marginals.png",
+            caption="../report/sedd_marginals.rst",
+            category="Codes",
+        ),
     params:
         preset=PRESET,
         settings=SEDD["sample"],

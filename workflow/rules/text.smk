@@ -38,7 +38,11 @@ rule text2code_study:
         judge=rules.train_judge.output.report,
     output:
         result=f"{RESULTS}/text2code.json",
-        grid=f"{RESULTS}/text2code_grid.png",
+        grid=report(
+            f"{RESULTS}/text2code_grid.png",
+            caption="../report/text2code.rst",
+            category="Text to code",
+        ),
     params:
         preset=PRESET,
         settings={"sample": TEXT["sample"], "dit": DIT["sample"]},

@@ -64,7 +64,11 @@ rule toy_report:
         loss=toy_runs("loss.csv"),
     output:
         kld=f"{TOY}/kld.json",
-        curve=f"{TOY}/kld_vs_modes.png",
+        curve=report(
+            f"{TOY}/kld_vs_modes.png",
+            caption="../report/toy.rst",
+            category="Section 3",
+        ),
         samples=f"{TOY}/samples.png",
         loss=f"{TOY}/loss.png",
     params:

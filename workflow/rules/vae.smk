@@ -9,7 +9,11 @@ rule train_vae:
         images=f"{DATA}/images.parquet",
     output:
         report=f"{VAE_DIR}/vae.json",
-        grid=f"{VAE_DIR}/vae_recon.png",
+        grid=report(
+            f"{VAE_DIR}/vae_recon.png",
+            caption="../report/vae.rst",
+            category="Codes",
+        ),
     params:
         preset=PRESET,
         settings={key: value for key, value in VAE.items() if key != "cache"},
@@ -42,7 +46,7 @@ rule cache_latents:
         folder=lambda wildcards, output: Path(output.manifests[0]).parents[1],
     log:
         f"{LOGS}/{PRESET}/cache_latents.log",
-    threads: 2
+    threads: VAE["train"]["threads"] if VAE["train"] else 2
     resources:
         **resources("cache_latents", mem_mb=8000, runtime=120),
     conda:

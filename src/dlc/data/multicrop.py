@@ -27,6 +27,17 @@ def normalize() -> v2.Transform:
                        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+class NormalizedTensor:
+    """(S, S, 3) uint8 -> normalised (3, S, S) float tensor, what the encoder reads (a class:
+    DataLoader workers pickle it)."""
+
+    def __init__(self):
+        self.normalize = normalize()
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.normalize(torch.from_numpy(image.copy()).permute(2, 0, 1))
+
+
 def _photometric(cfg: CropsConfig, blur_p: float, solarize_p: float) -> list[v2.Transform]:
     """DINO's colour and blur augmentations, each switchable (shapes keep colour)."""
     steps: list[v2.Transform] = []

@@ -75,12 +75,16 @@ class GaussianDiffusion:
     """
 
     def __init__(self, betas: np.ndarray, learn_sigma: bool = True, vlb_weight: float = 0.001,
-                 decoder: str = "gaussian", timestep_map: np.ndarray | None = None):
+                 decoder: str = "gaussian", timestep_map: np.ndarray | None = None,
+                 min_snr_gamma: float | None = None, prediction: str = "eps"):
         if decoder not in ("gaussian", "discretized"):
             raise ValueError(f"decoder must be 'gaussian' or 'discretized', got {decoder!r}")
+        if prediction not in ("eps", "v"):
+            raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
         self.betas = np.asarray(betas, dtype=np.float64)
         self.num_timesteps = len(self.betas)
         self.learn_sigma, self.vlb_weight, self.decoder = learn_sigma, vlb_weight, decoder
+        self.min_snr_gamma, self.prediction = min_snr_gamma, prediction
         self.timestep_map = (np.arange(self.num_timesteps) if timestep_map is None
                              else np.asarray(timestep_map))
 
@@ -104,6 +108,15 @@ class GaussianDiffusion:
         self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
         self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1.0)
         self.log_betas = np.log(self.betas)
+        # Weight of each step's MSE: 1 (DDPM's L_simple), or Min-SNR-gamma (Hang et al. 2023):
+        # min(SNR_t, gamma) / SNR_t for epsilon, min(SNR_t, gamma) / (SNR_t + 1) for v, with
+        # SNR_t = abar_t / (1 - abar_t); both are min(SNR_t, gamma) times the x_0 error. It
+        # lowers the many low-noise steps, which teach detail, against the high-noise ones,
+        # which decide what the image is.
+        snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
+        scale = snr if prediction == "eps" else snr + 1.0
+        self.mse_weights = (np.ones_like(snr) if min_snr_gamma is None
+                            else np.minimum(snr, min_snr_gamma) / scale)
         self._device_tables: dict = {}
 
     @classmethod
@@ -119,7 +132,8 @@ class GaussianDiffusion:
         alphas_cumprod = self.alphas_cumprod[keep]
         betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
         return GaussianDiffusion(betas, self.learn_sigma, self.vlb_weight, self.decoder,
-                                 timestep_map=self.timestep_map[keep])
+                                 timestep_map=self.timestep_map[keep],
+                                 min_snr_gamma=self.min_snr_gamma, prediction=self.prediction)
 
     # -- helpers ------------------------------------------------------------------------------
     def _table(self, array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -152,15 +166,27 @@ class GaussianDiffusion:
                 - self._gather(self.sqrt_recipm1_alphas_cumprod, t, xt) * eps)
 
     # -- reverse process ----------------------------------------------------------------------
+    def v_target(self, x0, t, noise):
+        """v = sqrt(abar) eps - sqrt(1 - abar) x_0 (Salimans & Ho 2022)."""
+        return (self._gather(self.sqrt_alphas_cumprod, t, x0) * noise
+                - self._gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
+
+    def eps_from_v(self, xt, t, v):
+        """x_t = a x_0 + s eps and v = a eps - s x_0 with a^2 + s^2 = 1 give eps = a v + s x_t."""
+        return (self._gather(self.sqrt_alphas_cumprod, t, xt) * v
+                + self._gather(self.sqrt_one_minus_alphas_cumprod, t, xt) * xt)
+
     def split_output(self, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
-        """Model output -> (eps, log variance of p(x_{t-1} | x_t))."""
-        if self.learn_sigma:
-            eps, v = output.chunk(2, dim=1)
-            min_log = self._gather(self.posterior_log_variance_clipped, t, xt)
-            max_log = self._gather(self.log_betas, t, xt)
-            frac = (v + 1) / 2
-            return eps, frac * max_log + (1 - frac) * min_log
-        return output, self._gather(self.fixed_log_variance, t, xt)
+        """Model output -> (eps, log variance of p(x_{t-1} | x_t)); a v-prediction is turned
+        into the epsilon it implies, so every sampler reads epsilon."""
+        prediction, variance = output.chunk(2, dim=1) if self.learn_sigma else (output, None)
+        eps = prediction if self.prediction == "eps" else self.eps_from_v(xt, t, prediction)
+        if variance is None:
+            return eps, self._gather(self.fixed_log_variance, t, xt)
+        min_log = self._gather(self.posterior_log_variance_clipped, t, xt)
+        max_log = self._gather(self.log_betas, t, xt)
+        frac = (variance + 1) / 2
+        return eps, frac * max_log + (1 - frac) * min_log
 
     def p_mean_variance(self, output, xt, t, clip_x0: float | None = None):
         """Mean and log variance of p(x_{t-1} | x_t), and the x_0 the model predicts.
@@ -190,20 +216,21 @@ class GaussianDiffusion:
 
     def training_losses(self, model: Model, x0: torch.Tensor, t: torch.Tensor,
                         noise: torch.Tensor | None = None, **model_kwargs) -> dict:
-        """L_simple (epsilon MSE) + lambda * T * L_t, the VLB term training only the variance."""
+        """w_t L_simple (the MSE of epsilon or v; w_t = 1 unless Min-SNR) + lambda * T * L_t,
+        the VLB term training only the variance. terms["mse"] is the unweighted MSE."""
         noise = torch.randn_like(x0) if noise is None else noise
         xt = self.q_sample(x0, t, noise)
         output = model(xt, self._model_t(t), **model_kwargs)
-        eps = output.chunk(2, dim=1)[0] if self.learn_sigma else output
-        terms = {"mse": _mean_flat((noise - eps) ** 2)}
+        prediction = output.chunk(2, dim=1)[0] if self.learn_sigma else output
+        target = noise if self.prediction == "eps" else self.v_target(x0, t, noise)
+        terms = {"mse": _mean_flat((target - prediction) ** 2)}
+        terms["loss"] = self._gather(self.mse_weights, t, terms["mse"]) * terms["mse"]
         if self.learn_sigma:
             # Stop the gradient through the mean: the VLB only teaches the variance.
-            frozen = torch.cat([eps.detach(), output.chunk(2, dim=1)[1]], dim=1)
+            frozen = torch.cat([prediction.detach(), output.chunk(2, dim=1)[1]], dim=1)
             # L_vlb = sum over T steps, estimated by T * L_t for one uniform t.
             terms["vlb"] = self.vlb_terms(frozen, x0, xt, t) * self.num_timesteps
-            terms["loss"] = terms["mse"] + self.vlb_weight * terms["vlb"]
-        else:
-            terms["loss"] = terms["mse"]
+            terms["loss"] = terms["loss"] + self.vlb_weight * terms["vlb"]
         return terms
 
     def predict_eps(self, xt, t, x0):
@@ -265,10 +292,15 @@ class GaussianDiffusion:
 def classifier_free_guidance(model: Model, scale: float, null_kwargs: dict,
                              max_t: int | None = None) -> Model:
     """A model whose epsilon is eps_u + scale (eps_c - eps_u) on every channel, eps_u from the
-    same network given `null_kwargs` (the null code). The learned variance is the conditional
-    one. With max_t, guidance is applied only at (original-scale) steps t <= max_t (guidance
-    interval); elsewhere, and when scale is 1, one conditional pass is all that runs. The
-    samplers give every image of a batch the same t, so t[0] decides for the batch."""
+    same network given `null_kwargs` (the null code); for a v-prediction network the same mix
+    of v is the same guidance, epsilon being affine in v at one x_t. The learned variance is
+    the conditional one. With max_t, guidance is applied only at (original-scale) steps
+    t <= max_t (guidance interval); elsewhere, and when scale is 1, one conditional pass is all
+    that runs. The samplers give every image of a batch the same t, so t[0] decides for the
+    batch."""
+    if not null_kwargs:  # an unconditional network: nothing to guide with
+        return model
+
     def guided(x: torch.Tensor, t: torch.Tensor, **kwargs) -> torch.Tensor:
         if scale == 1.0 or (max_t is not None and int(t[0]) > max_t):
             return model(x, t, **kwargs)

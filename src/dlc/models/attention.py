@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def cpu_bf16(device: torch.device) -> bool:
@@ -25,3 +26,21 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
         return F.scaled_dot_product_attention(q, k, v)
     weights = torch.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
     return weights @ v  # autocast runs this product in bf16 too
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over (B, N, D) tokens: one qkv projection, `attention`, an
+    output projection."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        # (B, N, 3 D) -> 3 x (B, heads, N, D / heads)
+        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))

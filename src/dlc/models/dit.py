@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from dlc.models.attention import attention
+from dlc.models.attention import SelfAttention
 from dlc.models.embeddings import TimestepEmbedder, modulate
 
 CONDITIONS = ("code", "features", "label", "none")
@@ -95,18 +95,10 @@ class FeatureEmbedder(nn.Module):
         return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
-class Attention(nn.Module):
-    def __init__(self, hidden: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.proj = nn.Linear(hidden, hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, hidden = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        out = attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, hidden))
+def projector(hidden: int, width: int, features: int) -> nn.Sequential:
+    """REPA's three-layer MLP with SiLU: DiT tokens (hidden) -> an encoder's feature space."""
+    return nn.Sequential(nn.Linear(hidden, width), nn.SiLU(), nn.Linear(width, width),
+                         nn.SiLU(), nn.Linear(width, features))
 
 
 class DiTBlock(nn.Module):
@@ -116,7 +108,7 @@ class DiTBlock(nn.Module):
     def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden, heads)
+        self.attn = SelfAttention(hidden, heads)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         inner = int(hidden * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(approximate="tanh"),
@@ -146,7 +138,9 @@ class DiT(nn.Module):
 
     def __init__(self, size: DiTSize, input_size: int, in_channels: int, patch: int,
                  learn_sigma: bool = True, condition: str = "code", code_length: int = 0,
-                 code_vocab: int = 0, num_classes: int = 1000, feature_dim: int = 0):
+                 code_vocab: int = 0, num_classes: int = 1000, feature_dim: int = 0,
+                 code_init_std: float = 0.02, align_depth: int = 0, align_width: int = 0,
+                 align_features: int = 0):
         super().__init__()
         if input_size % patch:
             raise ValueError(f"latent side {input_size} is not a multiple of patch {patch}")
@@ -170,10 +164,19 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(size.hidden, size.heads)
                                     for _ in range(size.depth))
         self.final = FinalLayer(size.hidden, patch, self.out_channels)
-        self._initialize()
+        # REPA (train/repa.py): tokens after block align_depth -> an encoder's feature space.
+        if align_features and not 1 <= align_depth <= size.depth:
+            raise ValueError(f"align_depth {align_depth} is not a block of 1..{size.depth}")
+        self.align_depth = align_depth if align_features else 0
+        self.projector = (projector(size.hidden, align_width, align_features)
+                          if align_features else None)
+        self._initialize(code_init_std)
 
-    def _initialize(self) -> None:
-        """DiT's: Xavier linears, zero biases, N(0, 0.02) embeddings, adaLN and output zero."""
+    def _initialize(self, code_init_std: float) -> None:
+        """DiT's: Xavier linears, zero biases, N(0, 0.02) embeddings, adaLN and output zero.
+        The code table's rows start at N(0, code_init_std^2): their mean over L positions then
+        has std code_init_std / sqrt(L) (0.002 for 0.02 at L = 128, ten times below the
+        timestep embedding it is added to)."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -183,7 +186,7 @@ class DiT(nn.Module):
         for layer in (self.t_embedder.mlp[0], self.t_embedder.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
         if self.condition == "code":
-            nn.init.normal_(self.code_embedder.table.weight, std=0.02)
+            nn.init.normal_(self.code_embedder.table.weight, std=code_init_std)
         elif self.condition == "label":
             nn.init.normal_(self.label_embedder.weight, std=0.02)
         for block in [*self.blocks, self.final]:
@@ -228,15 +231,25 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor | None = None,
                 soft_codes: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                features: torch.Tensor | None = None) -> torch.Tensor:
+                features: torch.Tensor | None = None, align: bool = False):
+        """The output (B, out_channels, H, W); with `align`, also the projected tokens of block
+        align_depth (B, tokens, align_features) for the REPA loss."""
         c = self.embed_condition(t, codes, soft_codes, labels, features)
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
-        for block in self.blocks:
+        aligned = None
+        for depth, block in enumerate(self.blocks, start=1):
             if self.grad_checkpointing and self.training:
                 tokens = checkpoint(block, tokens, c, use_reentrant=False)
             else:
                 tokens = block(tokens, c)
-        return self.unpatchify(self.final(tokens, c))
+            if align and depth == self.align_depth:
+                aligned = self.projector(tokens)
+        out = self.unpatchify(self.final(tokens, c))
+        if align:
+            if aligned is None:
+                raise ValueError("align=True needs a DiT built with a projector (align_features)")
+            return out, aligned
+        return out
 
 
 def forward_flops(model: DiT, batch: int = 1) -> int:

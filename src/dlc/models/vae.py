@@ -94,6 +94,14 @@ def decode(vae, latents: torch.Tensor | np.ndarray, batch_size: int = 64,
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
 
 
+def reconstruct(vae, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> their reconstructions through the posterior mean, uint8."""
+    device = next(vae.parameters()).device
+    latents = torch.cat([encode(vae, to_model_range(images[i:i + batch_size]).to(device), "mean")
+                         for i in range(0, len(images), batch_size)])
+    return decode(vae, latents, batch_size)
+
+
 def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB of uint8 images (peak 255)."""
     error = (reference.astype(np.float64) - reconstruction.astype(np.float64)) ** 2

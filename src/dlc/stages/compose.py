@@ -62,7 +62,7 @@ def sample_average(probabilities: np.ndarray, n: int, weights: np.ndarray, tau: 
 
 def _sem_probabilities(preset: PresetConfig, encoder_path, images_table, split: str,
                        image_ids: list[str]) -> np.ndarray:
-    from dlc.stages.extract_codes import NormalizedTensor
+    from dlc.data.multicrop import NormalizedTensor
     from dlc.stages.train_sem import load_encoder
 
     encoder = load_encoder(preset.sem, encoder_path).eval()

@@ -1,17 +1,23 @@
 """Stage `eta-sweep`: distance against the remasking strength eta (the paper's Appendix A,
 where FID vs eta is U-shaped: too little remasking or too much both hurt).
 
-For every eta of evaluate.eta_sweep: SEDD codes with that eta -> DiT -> VAE into
-<out>/eta<eta>/, then `evaluate` into <out>/eta<eta>/fid.json; an evaluation passed with
-`--include` (fid_dlc.json) stands in for its own eta instead of being made again. Each piece
-resumes (code shards, image batches), so a rerun after a crash continues. Then one JSON and a
-PNG, one panel per feature space, FD (FID) and KID with its error bar against eta.
+For every eta of evaluate.eta_sweep and every seed of evaluate.eta_seeds: evaluate.eta_samples
+SEDD codes with that eta, sampled with that seed -> DiT (same seed) -> VAE into
+<out>/eta<eta>/seed<seed>/, then `evaluate` into its fid.json. An evaluation passed with
+`--include` (fid_dlc.json) stands in for its own (eta, seed) when it has the sweep's n. Each
+piece resumes (code shards, image batches), so a rerun after a crash continues. Then one JSON
+(every point, and per eta the mean and std over seeds) and a PNG, one panel per feature space:
+FD (FID) and KID against eta with the seeds' spread as error bars, so a U (or its absence) is
+told apart from sampling noise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from dlc import io as dio
 from dlc.config import PresetConfig
@@ -21,71 +27,104 @@ from dlc.viz import pyplot, save_figure
 log = logging.getLogger(__name__)
 
 
-def eta_folder_name(eta: float) -> str:
-    return f"eta{eta:g}"
+def point_folder(eta: float, seed: int) -> str:
+    return f"eta{eta:g}/seed{seed}"
+
+
+def _seeded(preset: PresetConfig, eta: float, seed: int) -> PresetConfig:
+    """The preset sampling eta_samples codes and images with that eta and seed."""
+    n = preset.evaluate.eta_samples
+    sedd = sample_codes.with_remask_eta(preset.sedd, eta)
+    sedd = dataclasses.replace(sedd, sample=dataclasses.replace(sedd.sample, seed=seed,
+                                                                samples=n))
+    dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
+                                                                     seed=seed, samples=n))
+    return dataclasses.replace(preset, sedd=sedd, dit=dit,
+                               evaluate=dataclasses.replace(preset.evaluate, samples=n))
 
 
 def run(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, summary_path, figure_path,
         images=None, judge_dir=None, cache_dir=None, include=()) -> dict:
-    out_dir = Path(out_dir)
-    given = {dio.read_json(path)["codes_sampler"]["remask_eta"]: Path(path) for path in include}
+    out_dir, e = Path(out_dir), preset.evaluate
+    given = {}
+    for path in include:
+        result = dio.read_json(path)
+        if result["n"] == e.eta_samples:
+            sampler = result["codes_sampler"]
+            given[(sampler["remask_eta"], sampler["seed"])] = Path(path)
     results = []
-    for eta in preset.evaluate.eta_sweep:
-        if eta in given:
-            results.append(given[eta])
-            continue
-        folder = out_dir / eta_folder_name(eta)
-        sedd = sample_codes.with_remask_eta(preset.sedd, eta)
-        sample_codes.generate(sedd, sedd_dir, folder / "codes", preset.sem.length,
-                              preset.sem.vocab)
-        sample_dit.generate(preset.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
-                            preset.sem.length, preset.sem.vocab, folder)
-        evaluate.evaluate(preset.evaluate, eta_folder_name(eta), folder / "samples.npz",
-                          folder / "fid.json", images, judge_dir, cache_dir)
-        results.append(folder / "fid.json")
+    for eta in e.eta_sweep:
+        for seed in e.eta_seeds:
+            if (eta, seed) in given:
+                results.append(given[(eta, seed)])
+                continue
+            folder = out_dir / point_folder(eta, seed)
+            point = _seeded(preset, eta, seed)
+            sample_codes.generate(point.sedd, sedd_dir, folder / "codes", preset.sem.length,
+                                  preset.sem.vocab)
+            sample_dit.generate(point.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
+                                preset.sem.length, preset.sem.vocab, folder)
+            evaluate.evaluate(point.evaluate, point_folder(eta, seed), folder / "samples.npz",
+                              folder / "fid.json", images, judge_dir, cache_dir)
+            results.append(folder / "fid.json")
     return gather(results, summary_path, figure_path)
 
 
+def _fd_name(space: str) -> str:
+    return "fid" if space == "inception" else "fd"
+
+
 def gather(results: list[str | Path], out: str | Path, figure: str | Path) -> dict:
-    """FD (FID) and KID against remask_eta, one panel per feature space; the paper's
-    Appendix A shows a U: too little remasking or too much both hurt."""
+    """Every (eta, seed) point, and per eta the mean and std over its seeds of FD (FID) and
+    KID in each feature space; the paper's Appendix A shows a U."""
     points = []
     for path in results:
         result = dio.read_json(path)
         if "codes_sampler" not in result:
             raise ValueError(f"{path}: its samples were not made from SEDD codes (no "
                              "codes_sampler), so it has no remask_eta")
-        points.append({"remask_eta": result["codes_sampler"]["remask_eta"], "result": str(path),
-                       "n": result["n"], "metrics": result["metrics"]})
-    points.sort(key=lambda point: point["remask_eta"])
+        sampler = result["codes_sampler"]
+        points.append({"remask_eta": sampler["remask_eta"], "seed": sampler["seed"],
+                       "result": str(path), "n": result["n"], "metrics": result["metrics"]})
     if len({point["n"] for point in points}) > 1:
         raise ValueError(f"the sweep mixes sample counts {sorted({p['n'] for p in points})}: "
                          "distances are only comparable at one n")
     spaces = list(points[0]["metrics"])
-    best = {}
-    for space in spaces:
-        fd_name = "fid" if space == "inception" else "fd"
-        best[space] = min(points, key=lambda point: point["metrics"][space][fd_name])["remask_eta"]
-    summary = {"points": points, "best_remask_eta": best}
+    curve = []
+    for eta in sorted({point["remask_eta"] for point in points}):
+        mine = [point for point in points if point["remask_eta"] == eta]
+        metrics = {}
+        for space in spaces:
+            fd = np.array([p["metrics"][space][_fd_name(space)] for p in mine])
+            kid = np.array([p["metrics"][space]["kid"] for p in mine])
+            spread = (lambda x: float(x.std(ddof=1)) if len(x) > 1 else 0.0)  # noqa: E731
+            metrics[space] = {"fd_mean": float(fd.mean()), "fd_std": spread(fd),
+                              "kid_mean": float(kid.mean()), "kid_std": spread(kid)}
+        curve.append({"remask_eta": eta, "seeds": len(mine), "metrics": metrics})
+    best = {space: min(curve, key=lambda c: c["metrics"][space]["fd_mean"])["remask_eta"]
+            for space in spaces}
+    summary = {"n": points[0]["n"], "points": points, "curve": curve, "best_remask_eta": best}
     dio.write_json(out, summary)
-    _plot_sweep(points, spaces, figure)
+    _plot_sweep(curve, spaces, points[0]["n"], figure)
     return summary
 
 
-def _plot_sweep(points: list[dict], spaces: list[str], path: str | Path) -> None:
+def _plot_sweep(curve: list[dict], spaces: list[str], n: int, path: str | Path) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(1, len(spaces), figsize=(4.5 * len(spaces), 3.5), squeeze=False)
-    etas = [point["remask_eta"] for point in points]
+    etas = [point["remask_eta"] for point in curve]
     for axis, space in zip(axes[0], spaces):
-        fd_name = "fid" if space == "inception" else "fd"
-        axis.plot(etas, [p["metrics"][space][fd_name] for p in points], "o-", label=fd_name)
+        fd_name = _fd_name(space)
+        axis.errorbar(etas, [c["metrics"][space]["fd_mean"] for c in curve],
+                      yerr=[c["metrics"][space]["fd_std"] for c in curve], fmt="o-",
+                      capsize=3, label=fd_name)
         axis.set_xlabel("remask eta")
         axis.set_ylabel(f"{fd_name.upper()} ({space} features)")
         kid_axis = axis.twinx()
-        kid_axis.errorbar(etas, [p["metrics"][space]["kid"] for p in points],
-                          yerr=[p["metrics"][space]["kid_std"] for p in points], fmt="s--",
-                          color="tab:orange", label="KID")
+        kid_axis.errorbar(etas, [c["metrics"][space]["kid_mean"] for c in curve],
+                          yerr=[c["metrics"][space]["kid_std"] for c in curve], fmt="s--",
+                          color="tab:orange", capsize=3, label="KID")
         kid_axis.set_ylabel("KID", color="tab:orange")
-        axis.set_title(f"{space}, n = {points[0]['n']}")
+        axis.set_title(f"{space}, n = {n}, mean ± std over seeds")
     figure.tight_layout()
     save_figure(figure, path)

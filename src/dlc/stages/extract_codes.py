@@ -22,23 +22,12 @@ from dlc import io as dio
 from dlc.config import SEMConfig
 from dlc.data import codes as codes_io
 from dlc.data.images import collate_skipping
-from dlc.data.multicrop import normalize
+from dlc.data.multicrop import NormalizedTensor
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.stages.train_sem import load_encoder
 from dlc.train import distributed
 
 log = logging.getLogger(__name__)
-
-
-class NormalizedTensor:
-    """(S, S, 3) uint8 -> normalised (3, S, S) float tensor (a class: DataLoader workers pickle
-    it)."""
-
-    def __init__(self):
-        self.normalize = normalize()
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        return self.normalize(torch.from_numpy(image.copy()).permute(2, 0, 1))
 
 
 def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device,

@@ -21,7 +21,7 @@ import torch
 from dlc import io as dio
 from dlc.config import EvaluateConfig, VAEConfig, to_dict
 from dlc.data.sources import ImageTable
-from dlc.models.vae import decode, encode, load_vae, to_model_range
+from dlc.models.vae import load_vae, reconstruct
 from dlc.stages.train_vae import vae_location
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,7 @@ def run(cfg: EvaluateConfig, vae_cfg: VAEConfig, images_table: str | Path, out_d
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         location = vae_location(vae_cfg, vae_dir)
         vae = load_vae(location).to(device)
-        images = np.concatenate([
-            decode(vae, encode(vae, to_model_range(images[i:i + cfg.batch_size]).to(device),
-                               posterior="mean"))
-            for i in range(0, len(images), cfg.batch_size)])
+        images = reconstruct(vae, images, cfg.batch_size)
         summary.update(kind="vae", vae=location)
     buffer = bytes_io.BytesIO()
     np.savez(buffer, arr_0=images)

@@ -66,7 +66,7 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     model = model.to(device)
     network = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
     process = AbsorbingDiffusion(vocab)
-    autocast = distributed.autocast(device)
+    autocast = distributed.autocast(device, s.precision)
 
     def score_fn(tokens, sigma):
         with autocast:

@@ -32,7 +32,7 @@ from dlc.config import DiTConfig, VAEConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.codes import read_codes
 from dlc.data.sources import ImageTable
-from dlc.models.vae import decode, load_vae
+from dlc.models.vae import decode, load_vae, reconstruct
 from dlc.stages.train_dit import build_process, condition_inputs, load_model, sample_latents
 from dlc.stages.train_judge import agreement, load_judge, predict
 from dlc.stages.train_vae import vae_location
@@ -93,7 +93,7 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
         condition_hash.update(np.ascontiguousarray(codes.features[:n]).tobytes())
     codes_sha = condition_hash.hexdigest()
     shape = tuple(meta["latent_shape"])
-    autocast = distributed.autocast(device)
+    autocast = distributed.autocast(device, s.precision)
     starts = list(range(0, n, s.batch_size))
     mine = [b for b in range(len(starts)) if b % tasks == task]
     for batch in tqdm(mine, desc=f"sample-dit {task}/{tasks}", mininterval=5):
@@ -124,7 +124,7 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
                "sampler": sampler, "batch_seeds": [batch_seed(s.seed, b) for b in
                                                    range(len(starts))],
                "vae": vae_location(vae_cfg, vae_dir), **dio.run_metadata({"dit": to_dict(cfg)})}
-    return assemble(out_dir, batches, summary, images, codes.frame.iloc[:n], judge)
+    return assemble(out_dir, batches, summary, images, codes.frame.iloc[:n], judge, vae)
 
 
 def decode_codes(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir, vae_dir, codes: np.ndarray,
@@ -148,9 +148,10 @@ def decode_codes(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir, vae_dir, codes: 
 
 def assemble(out_dir: Path, batches: list[Path], summary: dict,
              images: str | Path | None = None, sources: pd.DataFrame | None = None,
-             judge: str | Path | None = None) -> dict:
+             judge: str | Path | None = None, vae=None) -> dict:
     """samples.npz (code order), the PNG folder, grid.png and samples.json from the shards;
-    `sources` (the codes' rows) and `judge` add the attribute agreement."""
+    `sources` (the codes' rows) and `judge` add the attribute agreement (and `vae` its
+    ceiling: the judge on the sources' VAE reconstructions)."""
     parts = [np.load(path) for path in batches]
     samples = np.concatenate([part["arr_0"] for part in parts])
     image_ids = np.concatenate([part["image_ids"] for part in parts])
@@ -172,16 +173,17 @@ def assemble(out_dir: Path, batches: list[Path], summary: dict,
     summary = {**summary, "shape": list(samples.shape)}
     if judge is not None and sources is not None:
         summary["attributes"] = score_attributes(judge, samples, sources, images,
-                                                 summary.get("codes_split"))
+                                                 summary.get("codes_split"), vae)
     dio.write_json(out_dir / "samples.json", summary)
     log.info("%d samples %s -> %s", len(samples), samples.shape[1:], out_dir / "samples.npz")
     return summary
 
 
 def score_attributes(judge_dir: str | Path, samples: np.ndarray, sources: pd.DataFrame,
-                     images: str | Path | None, split: str | None) -> dict:
-    """Per attribute, the fraction of samples the judge gives their source's value; beside it
-    the judge on the source images themselves (its ceiling, when they are at hand) and against
+                     images: str | Path | None, split: str | None, vae=None) -> dict:
+    """Per attribute, the fraction of samples the judge gives their source's value; beside it,
+    when the source images are at hand, the judge on them (its own accuracy) and on their VAE
+    reconstructions (`vae`: the ceiling of any image generator on these latents), and against
     shuffled sources (chance)."""
     judge, report = load_judge(judge_dir)
     if judge is None:
@@ -198,6 +200,9 @@ def score_attributes(judge_dir: str | Path, samples: np.ndarray, sources: pd.Dat
         real = _source_images(images, split, sources["image_id"].to_numpy(), samples.shape[1])
         if real is not None:
             result["judge_on_sources"] = agreement(predict(judge, real, classes), reference)
+            if vae is not None:
+                result["judge_on_vae"] = agreement(predict(judge, reconstruct(vae, real),
+                                                           classes), reference)
     return result
 
 

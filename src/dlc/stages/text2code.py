@@ -28,7 +28,7 @@ from dlc.data import codes as codes_io
 from dlc.data.shapes import caption
 from dlc.diffusion import masked_lm
 from dlc.models import text
-from dlc.train import checkpoint
+from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
 from dlc.train.schedules import lr_factor
@@ -150,6 +150,12 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                        params_sha)
     order = EpochOrder(len(data), t.seed)
     log_every = max(1, t.steps // 200)
+    autocast = distributed.autocast(next(network.parameters()).device, t.precision)
+
+    def logits(tokens: torch.Tensor) -> torch.Tensor:  # the loss stays in float32
+        with autocast:
+            return model.logits(tokens).float()
+
     network.train()
     for step, numbers in enumerate(tqdm(StepBatches(start, t.steps, t.batch_size, 0, 1),
                                         desc="train-text2code", initial=start,
@@ -157,8 +163,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
         rows = [order(k) for k in numbers]
         for group in optimizer.param_groups:
             group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
-        loss = masked_lm.training_loss(model.logits, data[rows], model.codes.mask,
-                                       maskable[rows])
+        loss = masked_lm.training_loss(logits, data[rows], model.codes.mask, maskable[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(trained, t.clip_grad)

@@ -22,21 +22,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import DiTConfig, VAEConfig, to_dict
+from dlc.config import DiTConfig, SEMConfig, VAEConfig, to_dict
 from dlc.data.codes import read_codes
+from dlc.data.images import collate_skipping
 from dlc.data.latents import LatentCache, LatentCodePairs
+from dlc.data.multicrop import NormalizedTensor
+from dlc.data.sources import CentredImages, ImageTable
 from dlc.diffusion.gaussian import GaussianDiffusion, classifier_free_guidance
 from dlc.models.dit import SIZES, DiT
 from dlc.models.vae import decode, load_vae
+from dlc.stages.train_sem import load_encoder
 from dlc.stages.train_vae import REPORT, vae_location
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
+from dlc.train.repa import alignment_loss, encoder_targets
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
 
@@ -45,11 +51,16 @@ GRID_CODES = 16   # fixed training codes decoded into the progress grids
 
 
 def build_model(cfg: DiTConfig, latent_shape, length: int, vocab: int,
-                condition: str = "code", feature_dim: int = 0) -> DiT:
+                condition: str = "code", feature_dim: int = 0, align_features: int = 0) -> DiT:
+    """The DiT of the params; `align_features` > 0 adds REPA's projector (training only: the
+    saved model has none)."""
     channels, side, _ = latent_shape
+    repa = cfg.repa if align_features else None
     return DiT(SIZES[cfg.size], side, channels, cfg.patch, cfg.diffusion.learn_sigma,
                condition=condition, code_length=length, code_vocab=vocab,
-               feature_dim=feature_dim)
+               feature_dim=feature_dim, code_init_std=cfg.code_init_std,
+               align_depth=repa.depth if repa else 0, align_width=repa.width if repa else 0,
+               align_features=align_features)
 
 
 def condition_inputs(condition: str, codes: torch.Tensor,
@@ -70,11 +81,25 @@ def null_condition_dropout(condition: torch.Tensor, probability: float, null,
     return torch.where(dropped, null, condition)
 
 
+def parameter_groups(model: DiT, code_lr_mult: float) -> list[dict]:
+    """AdamW groups: the code table at lr x code_lr_mult, the rest at lr. Adam moves each
+    element by about lr per step whatever its gradient, and the condition is the mean of L
+    rows, each in few codes' gradients: at the network's lr the table hardly leaves its init."""
+    table = [model.code_embedder.table.weight] if model.condition == "code" else []
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in table)]
+    groups = [{"params": rest, "lr_mult": 1.0}]
+    if table:
+        groups.append({"params": table, "lr_mult": code_lr_mult})
+    return groups
+
+
 def build_process(cfg: DiTConfig) -> GaussianDiffusion:
     """DiT's process: the discretised decoder likelihood at t = 0, as its reference code."""
     d = cfg.diffusion
     return GaussianDiffusion.from_schedule(d.schedule, d.steps, learn_sigma=d.learn_sigma,
-                                           vlb_weight=d.vlb_weight, decoder="discretized")
+                                           vlb_weight=d.vlb_weight, decoder="discretized",
+                                           min_snr_gamma=d.min_snr_gamma,
+                                           prediction=d.prediction)
 
 
 def load_model(cfg: DiTConfig, run: str | Path, length: int, vocab: int) -> tuple[DiT, dict]:
@@ -104,11 +129,36 @@ def sample_latents(cfg: DiTConfig, model: DiT, process: GaussianDiffusion,
                                                  **condition)
 
 
+def alignment_targets(cfg: DiTConfig, sem: SEMConfig, encoder_path: str | Path,
+                      images: str | Path, cache: LatentCache, device: torch.device
+                      ) -> torch.Tensor:
+    """REPA's targets for every cached latent, in cache order: the SEM encoder's patch
+    features of the image it came from, mirrored as the cache mirrored it, pooled to the DiT's
+    token grid (train/repa.py)."""
+    table = ImageTable(images, cfg.train_split)
+    rows = pd.Series(np.arange(len(table)), index=table.frame["image_id"])
+    wanted = cache.index["image_id"]
+    missing = ~wanted.isin(rows.index)
+    if missing.any():
+        raise ValueError(f"{images}: no image {wanted[missing].iloc[0]!r} of the latent cache "
+                         f"in split {cfg.train_split!r}")
+    dataset = CentredImages(table, rows[wanted].to_numpy(), sem.backbone.img_size,
+                            NormalizedTensor(), flips=cache.index["flip"].to_numpy())
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.repa.batch_size,
+                                         collate_fn=collate_skipping)
+    encoder = load_encoder(sem, encoder_path).to(device)
+    grid = cache.shape[1] // cfg.patch
+    return encoder_targets(encoder, loader, grid,
+                           distributed.autocast(device, cfg.train.precision), device)
+
+
 def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir: str | Path,
           vae_dir: str | Path, length: int, vocab: int, out_dir: str | Path,
-          condition: str = "code") -> Path:
+          condition: str = "code", sem: SEMConfig | None = None,
+          encoder: str | Path | None = None, images: str | Path | None = None) -> Path:
     """Train on the (latent, code) pairs of dit.train_split; resumes exactly from
-    out_dir/checkpoints when the same params and data made them."""
+    out_dir/checkpoints when the same params and data made them. With dit.repa, `sem`, the
+    trained `encoder` file and the `images` table give the alignment targets."""
     out_dir = Path(out_dir)
     procs = distributed.setup()
     t = cfg.train
@@ -121,16 +171,23 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
                        features=condition == "features")
     feature_dim = codes.features.shape[1] if condition == "features" else 0
     pairs = LatentCodePairs(cache, codes)
-    # What a checkpoint must share with this run to be resumed (not the code revision).
     latents_made_by = {key: cache.metadata.get(key) for key in (
         "vae_sha256", "scaling_factor", "images_sha256", "posterior", "both_flips", "seed")}
-    params_sha = dio.sha256_json({"dit": to_dict(cfg), "L": length, "V": vocab,
+    # What a checkpoint must share with this run to be resumed: not the sampler settings.
+    trained_by = {key: value for key, value in to_dict(cfg).items() if key != "sample"}
+    params_sha = dio.sha256_json({"dit": trained_by, "L": length, "V": vocab,
                                   "condition": condition, "pairs": len(pairs),
                                   "latents": latents_made_by, "codes": codes.metadata})
 
+    targets = None
+    if cfg.repa is not None:
+        if sem is None or encoder is None or images is None:
+            raise ValueError("dit.repa needs the sem params, the encoder and the images table")
+        targets = alignment_targets(cfg, sem, encoder, images, cache, procs.device)
+
     torch.manual_seed(t.seed)
-    model = build_model(cfg, cache.shape, length, vocab, condition,
-                        feature_dim).to(procs.device)
+    model = build_model(cfg, cache.shape, length, vocab, condition, feature_dim,
+                        0 if targets is None else targets.shape[-1]).to(procs.device)
     model.grad_checkpointing = t.grad_checkpointing
     ema = make_ema(model)
     process = build_process(cfg)
@@ -140,8 +197,8 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         network = nn.parallel.DistributedDataParallel(model)
     if t.compile and cuda:
         network = torch.compile(network)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=0.0,
-                                  fused=cuda, foreach=not cuda)
+    optimizer = torch.optim.AdamW(parameter_groups(model, t.code_lr_mult), lr=t.lr,
+                                  weight_decay=0.0, fused=cuda, foreach=not cuda)
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
                                        params_sha)
 
@@ -149,9 +206,14 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
     autocast = distributed.autocast(procs.device, t.precision)
 
+    aligned: dict[str, torch.Tensor] = {}  # REPA: the projected tokens of this step
+
     def network_fp32(x, timesteps, **kwargs):
         with autocast:
-            return network(x, timesteps, **kwargs).float()
+            if targets is None:
+                return network(x, timesteps, **kwargs).float()
+            out, aligned["tokens"] = network(x, timesteps, align=True, **kwargs)
+            return out.float()
 
     null = model.null_condition(t.batch_size // procs.world, procs.device)  # per local batch
     log_every = max(1, t.steps // 200)
@@ -174,10 +236,14 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
                                                   draws.rand(t.batch_size))
         timesteps = draws.randint(process.num_timesteps, t.batch_size)
         for group in optimizer.param_groups:
-            group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
+            group["lr"] = (t.lr * group["lr_mult"]
+                           * lr_factor(step, "constant", t.warmup_steps, t.steps))
         terms = process.training_losses(network_fp32, latents, timesteps, noise=noise,
                                         **kwargs)
         loss = terms["loss"].mean()
+        if targets is not None:
+            terms["align"] = alignment_loss(aligned["tokens"], targets[rows].to(procs.device))
+            loss = loss + cfg.repa.weight * terms["align"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -189,6 +255,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
             now = time.perf_counter()
             row = {"step": done, "loss": loss.item(), "mse": terms["mse"].mean().item(),
                    "vlb": terms["vlb"].mean().item() if "vlb" in terms else 0.0,
+                   "align": terms["align"].mean().item() if "align" in terms else 0.0,
                    "images_per_s": window_images / (now - window_start)}
             window_start, window_images = now, 0
             history.append(row)
@@ -199,7 +266,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history,
-                             "ema_updates": done}, params_sha)
+                             "ema_updates": done}, params_sha, keep=t.keep_checkpoints)
 
     if procs.main:
         _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
@@ -221,7 +288,7 @@ def _sample_grid(cfg: DiTConfig, vae_cfg: VAEConfig, vae_dir, ema: DiT,
     kwargs = condition_inputs(condition, codes.to(device), pairs.features(rows).to(device)
                               if condition == "features" else None)
     null = ema.null_condition(n, device)
-    autocast = distributed.autocast(device)
+    autocast = distributed.autocast(device, cfg.sample.precision)
     generated = sample_latents(cfg, ema, process, kwargs, null, latents.shape,
                                torch.Generator(device).manual_seed(cfg.sample.seed), device,
                                autocast)
@@ -233,6 +300,7 @@ def _sample_grid(cfg: DiTConfig, vae_cfg: VAEConfig, vae_dir, ema: DiT,
 def _write_outputs(cfg: DiTConfig, out_dir: Path, ema: DiT, history: list[dict],
                    cache: LatentCache, codes, length: int, vocab: int, condition: str,
                    params_sha: str) -> None:
+    ema.projector, ema.align_depth = None, 0  # REPA's projector only served training
     checkpoint.save_weights(out_dir / "model.safetensors", ema)
     dio.write_csv(out_dir / "loss.csv", history)
     loss_curve(history, "mse", "epsilon MSE", f"DiT-{cfg.size}/{cfg.patch} ({condition})",

@@ -29,7 +29,7 @@ from dlc import io as dio
 from dlc.config import VAEConfig, to_dict
 from dlc.data.sources import ImageTable
 from dlc.models.vae import build_vae, decode, encode, load_vae, psnr, scaling_factor, to_model_range
-from dlc.train import checkpoint
+from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
@@ -52,10 +52,11 @@ def weights_sha256(location: str) -> str | None:
     return dio.sha256_json([dio.sha256_file(f) for f in files]) if files else None
 
 
-def _loss(vae, images: torch.Tensor, cfg: VAEConfig) -> tuple[torch.Tensor, dict]:
-    posterior = vae.encode(images).latent_dist
-    latents = posterior.sample()
-    reconstruction = vae.decode(latents).sample
+def _loss(vae, images: torch.Tensor, cfg: VAEConfig, autocast) -> tuple[torch.Tensor, dict]:
+    with autocast:  # the network; the losses in float32
+        posterior = vae.encode(images).latent_dist
+        latents = posterior.sample()
+        reconstruction = vae.decode(latents).sample.float()
     error = reconstruction - images
     rec = error.abs().mean() if cfg.train.reconstruction == "l1" else error.pow(2).mean()
     kl = posterior.kl().mean() / latents[0].numel()   # per latent element
@@ -78,6 +79,7 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
 
     order = EpochOrder(len(images), t.seed)
     log_every = max(1, t.steps // 200)
+    autocast = distributed.autocast(torch.device("cpu"), t.precision)
     vae.train()
     progress = tqdm(StepBatches(start, t.steps, t.batch_size), desc="train-vae",
                     initial=start, total=t.steps, mininterval=5)
@@ -85,7 +87,7 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
         batch = to_model_range(images[[order(k) for k in numbers]])
         for group in optimizer.param_groups:
             group["lr"] = t.lr * lr_factor(step, "cosine", t.warmup_steps, t.steps)
-        loss, terms = _loss(vae, batch, cfg)
+        loss, terms = _loss(vae, batch, cfg, autocast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
