@@ -49,6 +49,11 @@ with open("params.yaml") as _handle:
         )
 
 
+# `priority:` of the rules: the image chain's longest path (data, SEM and VAE, codes and latents,
+# the code DiT and SEDD, then the eta sweep) starts first; the toy study, text and the
+# evaluations fill the other core around it (the tiny preset runs one thread per job).
+
+
 # LAUNCHER (Snakefile): under `snakemake --profile slurm` every dlc command submits itself as a
 # SLURM job through submitit and waits for it (src/dlc/launch/jobs.py).
 _RULE_RESOURCES = {}

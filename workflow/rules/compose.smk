@@ -8,6 +8,7 @@ FEATURES_DIT_DIR = f"{RESULTS}/dit_features"
 rule train_dit_features:
     """The paper's composition baseline: the same DiT, steps and batch, conditioned on the SEM
     encoder's continuous features instead of its codes."""
+    priority: 50
     input:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",

@@ -1,5 +1,6 @@
 rule data:
     """The preset's images as one Parquet table (shapes generated, or folders indexed)."""
+    priority: 100
     output:
         table=f"{DATA}/images.parquet",
         report=f"{DATA}/report.json",

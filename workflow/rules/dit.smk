@@ -5,6 +5,7 @@
 rule train_judge:
     """The attribute classifier that scores generated images (a 'none' report when the preset
     has no judge: ImageNet is scored by Inception)."""
+    priority: 75
     input:
         images=f"{DATA}/images.parquet",
     output:
@@ -29,6 +30,7 @@ rule train_judge:
 
 rule train_dit:
     """Train the code-conditioned DiT (null code with probability dit.null_code_prob)."""
+    priority: 70
     input:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",

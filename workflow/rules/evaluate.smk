@@ -24,6 +24,7 @@ SAMPLES = {
 
 rule train_dit_unconditional:
     """The baseline: the same DiT, steps and batch with no condition (no code at all)."""
+    priority: 50
     input:
         latents=f"{LATENTS}/{DIT['train_split']}/manifest.json",
         codes=f"{CODES}/{DIT['train_split']}/manifest.json",
@@ -61,6 +62,7 @@ rule train_dit_unconditional:
 rule generate_dlc:
     """Images from nothing: SEDD's sampled codes (sample_codes, sedd.sample.*) -> DiT
     (dit.sample.*) -> VAE."""
+    priority: 55
     input:
         codes=rules.sample_codes.output.manifest,
         dit=rules.train_dit.output.model,
@@ -209,6 +211,7 @@ rule evaluate:
 rule eta_sweep:
     """Generate and evaluate at every evaluate.eta_sweep value (fid_dlc.json stands for its
     own eta); distance vs eta, the paper's Appendix A U-curve."""
+    priority: 60
     input:
         sedd=rules.train_sedd.output.model,
         dit=rules.train_dit.output.model,

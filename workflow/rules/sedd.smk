@@ -3,6 +3,7 @@
 
 rule train_sedd:
     """Learn the distribution of the training codes (score entropy, absorbing graph)."""
+    priority: 70
     input:
         codes=f"{CODES}/{SEDD['train_split']}/manifest.json",
     output:
@@ -31,6 +32,7 @@ rule train_sedd:
 
 rule sample_codes:
     """Generate codes with the trained model; compare them with the held-out real codes."""
+    priority: 60
     input:
         model=rules.train_sedd.output.model,
         meta=rules.train_sedd.output.meta,

@@ -5,6 +5,7 @@
 
 rule train_sem:
     """DINOv2-style self-distillation of the SEM encoder on the train split."""
+    priority: 90
     input:
         images=f"{DATA}/images.parquet",
     output:
@@ -31,6 +32,7 @@ rule train_sem:
 
 rule extract_codes:
     """Encode every split into Parquet code shards (argmax of the SEM at every position)."""
+    priority: 80
     input:
         images=f"{DATA}/images.parquet",
         encoder=rules.train_sem.output.encoder,

@@ -5,6 +5,7 @@
 
 rule train_vae:
     """Train the small VAE (vae.source: train) or take the pretrained one; held-out PSNR."""
+    priority: 90
     input:
         images=f"{DATA}/images.parquet",
     output:
@@ -33,6 +34,7 @@ rule train_vae:
 
 rule cache_latents:
     """Encode every split of vae.cache.splits into float16 latent shards + a Parquet index."""
+    priority: 80
     input:
         images=f"{DATA}/images.parquet",
         vae=rules.train_vae.output.report,
