@@ -141,3 +141,13 @@ def test_two_processes_with_ddp_train_what_one_process_trains(setup):
     initial = train_dit.build_model(preset.dit, meta["latent_shape"], preset.sem.length,
                                     preset.sem.vocab).state_dict()
     assert max((single[k] - initial[k]).abs().max().item() for k in single) > 1e-3
+
+
+def test_keep_checkpoints_zero_keeps_every_one(setup):
+    preset, folder = setup
+    train_cfg = dataclasses.replace(preset.dit.train, steps=6, checkpoint_every=2,
+                                    keep_checkpoints=0)
+    every = dataclasses.replace(preset, dit=dataclasses.replace(preset.dit, train=train_cfg))
+    run = train(every, folder, "all")
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == [
+        "step-00000002", "step-00000004"]

@@ -154,8 +154,14 @@ def _real_samples(args, cfg: config.Config) -> None:
 def _eta_sweep(args, cfg: config.Config) -> None:
     from dlc.stages import eta_sweep
 
-    eta_sweep.run(cfg.active, args.sedd, args.dit, args.vae, args.out, args.summary,
-                  args.figure, args.images, args.judge, args.cache, args.include)
+    eta_sweep.run(cfg.active, args.sedd, args.dit, args.vae, args.out, args.images, args.judge,
+                  args.cache, args.include, args.task, args.tasks)
+
+
+def _eta_curve(args, cfg: config.Config) -> None:
+    from dlc.stages import eta_sweep
+
+    eta_sweep.curve(args.parts, args.summary, args.figure)
 
 
 def _train_vae(args, cfg: config.Config) -> None:
@@ -420,19 +426,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae", help="VAE folder of train-vae: write reconstructions instead")
 
     p = stage("eta-sweep", _eta_sweep,
-              "for every evaluate.eta_sweep value: generate with that remask_eta and evaluate; "
-              "then distance vs eta as JSON and PNG (the paper's U-curve; resumes)")
+              "for every (eta, seed) of evaluate.eta_sweep x evaluate.eta_seeds: generate with "
+              "that remask_eta and seed and evaluate (resumes); task k of n makes the points p "
+              "with p mod n = k")
     p.add_argument("--sedd", required=True, help="run folder of train-sedd")
     p.add_argument("--dit", required=True, help="run folder of train-dit")
     p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
-    p.add_argument("--out", required=True, help="folder: eta<eta>/ (codes, samples, fid.json)")
-    p.add_argument("--summary", required=True, help="sweep JSON to write")
-    p.add_argument("--figure", required=True, help="PNG to write")
+    p.add_argument("--out", required=True,
+                   help="folder: eta<eta>/seed<seed>/ (codes, samples, fid.json), points.json")
     p.add_argument("--images", help="images table (when evaluate.reference_split is set)")
     p.add_argument("--judge", help="train-judge folder (the judge feature space)")
     p.add_argument("--cache", help="folder for reference features, keyed by content hash")
     p.add_argument("--include", nargs="*", default=[],
-                   help="evaluate JSONs of generated samples that stand for their own eta")
+                   help="evaluate JSONs of generated samples that stand for their own point")
+    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
+    p.add_argument("--tasks", type=int, default=1, help="number of tasks n (default 1)")
+
+    p = stage("eta-curve", _eta_curve,
+              "the eta sweep's parts gathered: distance vs eta, mean and std over seeds, as "
+              "JSON and PNG (the paper's U-curve)")
+    p.add_argument("--parts", nargs="+", required=True, help="points.json of every part")
+    p.add_argument("--summary", required=True, help="sweep JSON to write")
+    p.add_argument("--figure", required=True, help="PNG to write")
 
     p = stage("train-vae", _train_vae,
               "the image autoencoder: train a small AutoencoderKL (vae.source: train; resumes "

@@ -2,7 +2,7 @@
 #   SEDD's codes (sedd/codes) -> DiT -> VAE     generate/dlc/            fid_dlc.json
 #   codes of real images -> DiT (encode-decode) dit/decoded/             fid_encode_decode.json
 #   the unconditional DiT, same size and steps  generate/unconditional/  fid_unconditional.json
-#   the same as dlc for each remask_eta         eta_sweep/eta<eta>/      fid_eta_sweep.{json,png}
+#   the same as dlc for each eta and seed       eta_sweep/part<k>/       fid_eta_sweep.{json,png}
 #   floors: real images of another split        floors/real/             fid_real.json
 #           and their VAE reconstructions       floors/vae/              fid_vae.json
 # and results/fid_dlc<L>.json, the headline (results/fid_dlc512.json on ImageNet).
@@ -183,6 +183,7 @@ rule vae_samples:
 
 rule evaluate:
     """FD/FID, KID, precision/recall, Vendi (and sFID, IS with Inception) of one sample set."""
+    priority: 58  # fid_dlc.json opens the eta sweep
     input:
         samples=lambda wildcards: SAMPLES[wildcards.evaluation],
         images=f"{DATA}/images.parquet",
@@ -208,9 +209,12 @@ rule evaluate:
         " --cache {params.cache} --out {output.result} --log {log}"
 
 
-rule eta_sweep:
-    """Generate and evaluate at every evaluate.eta_sweep value (fid_dlc.json stands for its
-    own eta); distance vs eta, the paper's Appendix A U-curve."""
+ETA_PARTS = 2  # jobs sharing the eta sweep's points (two cores, or two SLURM jobs)
+
+
+rule eta_sweep_part:
+    """Generate and evaluate the points p of evaluate.eta_sweep x evaluate.eta_seeds with
+    p mod ETA_PARTS = part (fid_dlc.json stands for its own point when it has the sweep's n)."""
     priority: 60
     input:
         sedd=rules.train_sedd.output.model,
@@ -220,12 +224,7 @@ rule eta_sweep:
         judge=rules.train_judge.output.report,
         dlc=f"{RESULTS}/fid_dlc.json",
     output:
-        summary=f"{RESULTS}/fid_eta_sweep.json",
-        figure=report(
-            f"{RESULTS}/fid_eta_sweep.png",
-            caption="../report/eta_sweep.rst",
-            category="Generation",
-        ),
+        points=f"{RESULTS}/eta_sweep/part{{part}}/points.json",
     params:
         preset=PRESET,
         settings={"sedd": SEDD["sample"], "dit": DIT["sample"], "evaluate": EVALUATE},
@@ -234,9 +233,10 @@ rule eta_sweep:
         vae=lambda wildcards, input: os.path.dirname(input.vae),
         judge=lambda wildcards, input: os.path.dirname(input.judge),
         cache=f"{RESULTS}/reference_features",
-        folder=f"{RESULTS}/eta_sweep",
+        folder=lambda wildcards, output: os.path.dirname(output.points),
+        parts=ETA_PARTS,
     log:
-        f"{LOGS}/{PRESET}/eta_sweep.log",
+        f"{LOGS}/{PRESET}/eta_sweep_part{{part}}.log",
     threads: DIT["train"]["threads"]
     resources:
         **resources("eta_sweep", mem_mb=16000, runtime=240),
@@ -246,7 +246,34 @@ rule eta_sweep:
         launch("eta_sweep")
         + "dlc eta-sweep --preset {params.preset} --sedd {params.sedd} --dit {params.dit}"
         " --vae {params.vae} --images {input.images} --judge {params.judge}"
-        " --cache {params.cache} --include {input.dlc} --out {params.folder}"
+        " --cache {params.cache} --include {input.dlc} --task {wildcards.part}"
+        " --tasks {params.parts} --out {params.folder} --log {log}"
+
+
+rule eta_sweep:
+    """Distance vs eta, mean and std over seeds: the paper's Appendix A U-curve."""
+    priority: 60
+    input:
+        parts=expand(f"{RESULTS}/eta_sweep/part{{part}}/points.json", part=range(ETA_PARTS)),
+    output:
+        summary=f"{RESULTS}/fid_eta_sweep.json",
+        figure=report(
+            f"{RESULTS}/fid_eta_sweep.png",
+            caption="../report/eta_sweep.rst",
+            category="Generation",
+        ),
+    params:
+        preset=PRESET,
+    log:
+        f"{LOGS}/{PRESET}/eta_curve.log",
+    threads: 1
+    resources:
+        **resources("eta_curve", mem_mb=2000, runtime=10),
+    conda:
+        ENV
+    shell:
+        launch("eta_curve")
+        + "dlc eta-curve --preset {params.preset} --parts {input.parts}"
         " --summary {output.summary} --figure {output.figure} --log {log}"
 
 

@@ -1,14 +1,16 @@
-"""Stage `eta-sweep`: distance against the remasking strength eta (the paper's Appendix A,
-where FID vs eta is U-shaped: too little remasking or too much both hurt).
+"""Stages `eta-sweep` and `eta-curve`: distance against the remasking strength eta (the paper's
+Appendix A, where FID vs eta is U-shaped: too little remasking or too much both hurt).
 
-For every eta of evaluate.eta_sweep and every seed of evaluate.eta_seeds: evaluate.eta_samples
-SEDD codes with that eta, sampled with that seed -> DiT (same seed) -> VAE into
-<out>/eta<eta>/seed<seed>/, then `evaluate` into its fid.json. An evaluation passed with
-`--include` (fid_dlc.json) stands in for its own (eta, seed) when it has the sweep's n. Each
-piece resumes (code shards, image batches), so a rerun after a crash continues. Then one JSON
-(every point, and per eta the mean and std over seeds) and a PNG, one panel per feature space:
-FD (FID) and KID against eta with the seeds' spread as error bars, so a U (or its absence) is
-told apart from sampling noise.
+The sweep's points are every (eta, seed) of evaluate.eta_sweep x evaluate.eta_seeds. `eta-sweep
+--task k --tasks n` makes the points p with p mod n = k (n jobs share the sweep, on two cores or
+as SLURM jobs): evaluate.eta_samples SEDD codes with that eta, sampled with that seed -> DiT
+(same seed) -> VAE into <out>/eta<eta>/seed<seed>/, then `evaluate` into its fid.json, and
+<out>/points.json listing them. An evaluation passed with `--include` (fid_dlc.json) stands in
+for its own (eta, seed) when it has the sweep's n. Each piece resumes (code shards, image
+batches), so a rerun after a crash continues. `eta-curve` gathers the parts: one JSON (every
+point, and per eta the mean and std over seeds) and a PNG, one panel per feature space: FD
+(FID) and KID against eta with the seeds' spread as error bars, so a U (or its absence) is told
+apart from sampling noise.
 """
 
 from __future__ import annotations
@@ -43,31 +45,48 @@ def _seeded(preset: PresetConfig, eta: float, seed: int) -> PresetConfig:
                                evaluate=dataclasses.replace(preset.evaluate, samples=n))
 
 
-def run(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, summary_path, figure_path,
-        images=None, judge_dir=None, cache_dir=None, include=()) -> dict:
+def points(preset: PresetConfig) -> list[tuple[float, int]]:
+    """Every (eta, seed) of the sweep, in order; task k of n makes the p-th when p mod n = k."""
+    return [(eta, seed) for eta in preset.evaluate.eta_sweep
+            for seed in preset.evaluate.eta_seeds]
+
+
+def run(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, images=None,
+        judge_dir=None, cache_dir=None, include=(), task: int = 0, tasks: int = 1) -> Path:
+    """This task's points into out_dir; returns out_dir/points.json (their fid.json paths)."""
+    if not 0 <= task < tasks:
+        raise ValueError(f"task {task} is not in [0, {tasks})")
     out_dir, e = Path(out_dir), preset.evaluate
     given = {}
     for path in include:
         result = dio.read_json(path)
         if result["n"] == e.eta_samples:
             sampler = result["codes_sampler"]
-            given[(sampler["remask_eta"], sampler["seed"])] = Path(path)
+            given[(sampler["remask_eta"], sampler["seed"])] = str(path)
     results = []
-    for eta in e.eta_sweep:
-        for seed in e.eta_seeds:
-            if (eta, seed) in given:
-                results.append(given[(eta, seed)])
-                continue
-            folder = out_dir / point_folder(eta, seed)
-            point = _seeded(preset, eta, seed)
-            sample_codes.generate(point.sedd, sedd_dir, folder / "codes", preset.sem.length,
-                                  preset.sem.vocab)
-            sample_dit.generate(point.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
-                                preset.sem.length, preset.sem.vocab, folder)
-            evaluate.evaluate(point.evaluate, point_folder(eta, seed), folder / "samples.npz",
-                              folder / "fid.json", images, judge_dir, cache_dir)
-            results.append(folder / "fid.json")
-    return gather(results, summary_path, figure_path)
+    for number, (eta, seed) in enumerate(points(preset)):
+        if number % tasks != task:
+            continue
+        if (eta, seed) in given:
+            results.append(given[(eta, seed)])
+            continue
+        folder = out_dir / point_folder(eta, seed)
+        point = _seeded(preset, eta, seed)
+        sample_codes.generate(point.sedd, sedd_dir, folder / "codes", preset.sem.length,
+                              preset.sem.vocab)
+        sample_dit.generate(point.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
+                            preset.sem.length, preset.sem.vocab, folder)
+        evaluate.evaluate(point.evaluate, point_folder(eta, seed), folder / "samples.npz",
+                          folder / "fid.json", images, judge_dir, cache_dir)
+        results.append(str(folder / "fid.json"))
+    dio.write_json(out_dir / "points.json", {"task": task, "tasks": tasks, "results": results})
+    return out_dir / "points.json"
+
+
+def curve(parts: list[str | Path], out: str | Path, figure: str | Path) -> dict:
+    """The points of every part (their points.json) gathered into one sweep."""
+    results = [path for part in parts for path in dio.read_json(part)["results"]]
+    return gather(results, out, figure)
 
 
 def _fd_name(space: str) -> str:
