@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lock
+.PHONY: run test micro lock
 
 # The environment: exact pins from requirements.lock (~2-3 min; torch/torchvision are pinned to
 # the builds on local disk), then the package itself in editable mode.
@@ -25,10 +25,16 @@ $(BIN)/dlc: pyproject.toml requirements.lock
 run: $(BIN)/dlc
 	$(BIN)/snakemake -c$(CORES)
 
-# Lint (pyflakes, pycodestyle, import order: pyproject.toml), then the tests.
+# Lint (pyflakes, pycodestyle, import order: pyproject.toml; the workflow: snakemake --lint,
+# which exits 1 on a lint), then the tests.
 test: $(BIN)/dlc
 	$(BIN)/ruff check
+	$(BIN)/snakemake --lint
 	$(BIN)/python -m pytest -q
+
+# The whole DAG at micro size (tests/micro.yaml) in results-micro/, to try a change by hand.
+micro: $(BIN)/dlc
+	$(BIN)/python tests/micro_dag.py results-micro
 
 # Refresh the lock file after changing dependencies in pyproject.toml.
 lock: $(BIN)/dlc

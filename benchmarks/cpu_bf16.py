@@ -29,7 +29,10 @@ import torch.nn.functional as F
 from dlc import config
 from dlc.diffusion.gaussian import GaussianDiffusion
 from dlc.models.attention import attention
-from dlc.stages import train_dit, train_sedd, train_sem
+from dlc.models.dit import build_dit
+from dlc.models.sedd import build_sedd
+from dlc.models.sem import build_encoder
+from dlc.stages import train_sem
 from dlc.train import distributed
 from dlc.train.batches import StepRandom
 from dlc.train.ema import make_ema, update_ema
@@ -85,7 +88,7 @@ def attention_ms(batch: int = 256, heads: int = 4, tokens: int = 69, dim: int = 
 
 def sem_step_ms(cfg: config.SEMConfig, precision: str, repeat: int) -> float:
     torch.manual_seed(0)
-    encoder = train_sem.build_encoder(cfg)
+    encoder = build_encoder(cfg)
     teacher, student = make_ema(encoder), train_sem.MultiView(encoder)
     optimizer = torch.optim.AdamW(train_sem.parameter_groups(encoder, 1.0, 1.0), lr=1e-4)
     batch, crops = cfg.train.batch_size, cfg.crops
@@ -110,13 +113,13 @@ def sedd_step_ms(cfg: config.SEDDConfig, length: int, vocab: int, precision: str
                  repeat: int) -> float:
     torch.manual_seed(0)
     return sedd.train_step_ms(length, cfg.train.batch_size, repeat,
-                              train_sedd.build_model(cfg, length, vocab), autocast(precision))
+                              build_sedd(cfg, length, vocab), autocast(precision))
 
 
 def dit_step_ms(cfg: config.DiTConfig, latent_shape, length: int, vocab: int, precision: str,
                 repeat: int) -> float:
     torch.manual_seed(0)
-    model = train_dit.build_model(cfg, latent_shape, length, vocab)
+    model = build_dit(cfg, latent_shape, length, vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
     d = cfg.diffusion
     process = GaussianDiffusion.from_schedule(d.schedule, d.steps, learn_sigma=d.learn_sigma,

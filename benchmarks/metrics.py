@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from dlc.config import EvaluateConfig
+from dlc.metrics.evaluation import compare
 from dlc.metrics.features import FeatureSpace
 from dlc.metrics.inception import build_inception, save_random_weights
-from dlc.stages.evaluate import compare
 
 
 def main() -> None:

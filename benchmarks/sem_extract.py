@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dlc import config
-from dlc.stages.train_sem import build_encoder
+from dlc.models.sem import build_encoder
 
 IMAGENET_TRAIN = 1_281_167
 

@@ -24,11 +24,12 @@ from safetensors.torch import load_file
 from dlc import io
 from dlc.data.codes import read_codes
 from dlc.data.latents import LatentCache, LatentCodePairs
+from dlc.diffusion.gaussian import build_process
+from dlc.models.dit import build_dit
 from dlc.models.vae import decode, load_vae
-from dlc.stages import train_dit
 from dlc.viz import image_grid, save_image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "sem"))
 from sem_probe_sweep import overridden  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = overridden(yaml.safe_load(Path("params.yaml").read_text()), "tiny", args.overrides)
     meta = io.read_json(args.run / "meta.json")
-    model = train_dit.build_model(cfg.dit, meta["latent_shape"], meta["L"], meta["V"])
+    model = build_dit(cfg.dit, meta["latent_shape"], meta["L"], meta["V"])
     model.load_state_dict(load_file(args.run / "model.safetensors"))
     model.eval()
     pairs = LatentCodePairs(LatentCache(args.results / "latents" / "train"),
@@ -58,7 +59,7 @@ def main() -> None:
           f"{(time - time.mean(0)).norm(dim=1).mean():.2f}; table std "
           f"{model.code_embedder.table.weight.std():.4f}")
 
-    process = train_dit.build_process(cfg.dit)
+    process = build_process(cfg.dit)
     generator = torch.Generator().manual_seed(1)
     shuffled = codes[torch.randperm(len(codes), generator=generator)]
     for t in (100, 300, 500, 700, 900):

@@ -27,13 +27,14 @@ from safetensors.torch import load_file
 
 from dlc import config, io
 from dlc.data.codes import read_codes
-from dlc.models.vae import decode, load_vae
+from dlc.diffusion.gaussian import build_process, sample_latents
+from dlc.models.dit import build_dit
+from dlc.models.judge import agreement, load_judge, predict
+from dlc.models.vae import decode, load_vae, vae_location
 from dlc.stages import train_dit
-from dlc.stages.train_judge import agreement, load_judge, predict
-from dlc.stages.train_vae import vae_location
 from dlc.train import distributed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "sem"))
 from sem_probe_sweep import append_row, overridden  # noqa: E402
 
 
@@ -41,23 +42,23 @@ from sem_probe_sweep import append_row, overridden  # noqa: E402
 def decoded_agreement(cfg: config.PresetConfig, weights: Path, meta: dict, codes, n: int,
                       vae, judge, classes: dict) -> dict:
     """Agreement of images decoded from the first n codes with their sources' attributes."""
-    model = train_dit.build_model(cfg.dit, meta["latent_shape"], meta["L"], meta["V"],
-                                  meta["condition"])
+    model = build_dit(cfg.dit, meta["latent_shape"], meta["L"], meta["V"],
+                      meta["condition"])
     state = {key: value for key, value in load_file(weights).items()
              if not key.startswith("projector.")}  # REPA's, in the checkpoints only
     model.load_state_dict(state, strict=True)
     model.eval()
-    process = train_dit.build_process(cfg.dit)
+    process = build_process(cfg.dit)
     autocast = distributed.autocast(torch.device("cpu"))
     images = []
     for first in range(0, n, cfg.dit.sample.batch_size):
         rows = np.arange(first, min(first + cfg.dit.sample.batch_size, n))
         condition = {"codes": torch.from_numpy(codes.codes[rows].astype(np.int64))}
         generator = torch.Generator().manual_seed(cfg.dit.sample.seed + first)
-        latents = train_dit.sample_latents(cfg.dit, model, process, condition,
-                                           model.null_condition(len(rows)),
-                                           (len(rows), *meta["latent_shape"]), generator,
-                                           torch.device("cpu"), autocast)
+        latents = sample_latents(cfg.dit, model, process, condition,
+                                 model.null_condition(len(rows)),
+                                 (len(rows), *meta["latent_shape"]), generator,
+                                 torch.device("cpu"), autocast)
         images.append(decode(vae, latents))
     predicted = predict(judge, np.concatenate(images), classes)
     return {k: round(v, 4) for k, v in agreement(predicted, codes.frame.iloc[:n]).items()}

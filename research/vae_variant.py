@@ -19,7 +19,7 @@ import yaml
 from dlc import io
 from dlc.stages import cache_latents, train_vae
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "sem"))
 from sem_probe_sweep import overridden  # noqa: E402
 
 
@@ -28,8 +28,8 @@ def judge_ceiling(results: Path, vae_folder: Path, n: int = 1000) -> dict:
     decodes: the best agreement any generator on these latents can reach."""
     from dlc.data.codes import read_codes
     from dlc.data.sources import ImageTable
+    from dlc.models.judge import agreement, load_judge, predict
     from dlc.models.vae import load_vae, reconstruct
-    from dlc.stages.train_judge import agreement, load_judge, predict
 
     codes = read_codes(results / "codes" / "test")
     table = ImageTable(results / "data" / "images.parquet", "test")

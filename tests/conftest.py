@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import os
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dlc import config
+
+from .micro_dag import micro_params as micro_study_params
 
 ROOT = Path(__file__).resolve().parents[1]
 # Commands of this environment (dlc, snakemake, dvc) first on PATH, for subprocess tests.
@@ -21,52 +21,11 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def micro_params() -> dict:
-    """params.yaml with every size cut down so a stage runs in seconds on one core."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    toy = params["toy"]
-    toy.update(modes=[1, 4], scatter_modes=[4])
-    toy["model"].update(width=32)
-    toy["train"].update(steps=40, batch_size=256, warmup_steps=5)
-    toy["gmm"].update(fit_samples=20)
-    toy["eval"].update(samples=400, sampling_steps=20)
-    tiny = params["presets"]["tiny"]
-    tiny["data"]["shapes"].update(n_images=300)
-    for stage in ("sem", "sedd", "vae", "dit", "text"):  # the same arithmetic on every CPU
-        tiny[stage]["train"].update(precision="fp32")
-    for stage in ("sedd", "dit"):
-        tiny[stage]["sample"].update(precision="fp32")
-    sem = tiny["sem"]
-    sem.update(length=8, vocab=16)
-    sem["backbone"].update(embed_dim=32, depth=1, num_heads=2, patch_size=8)
-    sem["head"].update(prototypes=64, hidden=32, bottleneck=16, teacher_temp_warmup_steps=2)
-    sem["crops"].update(local_crops=2)
-    sem["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, workers=0,
-                        checkpoint_every=2)
-    sem["extract"].update(batch_size=64, shard_size=100)
-    tiny["probe"].update(epochs=2, batch_size=64)
-    sedd = tiny["sedd"]
-    sedd["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, checkpoint_every=2)
-    sedd["sample"].update(samples=24, batch_size=10, steps=8)
-    vae = tiny["vae"]
-    vae.update(eval_images=16)
-    vae["model"].update(block_out_channels=[8, 16], norm_num_groups=8)
-    vae["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
-    vae["cache"].update(batch_size=32, shard_size=50)
-    dit = tiny["dit"]
-    dit["repa"] = None  # tests/test_repa.py and the micro DAG (test_workflow.py) turn it on
-    dit["train"].update(steps=4, batch_size=8, warmup_steps=1, threads=1, checkpoint_every=2)
-    dit["sample"].update(samples=10, batch_size=4, steps=4)
-    tiny["judge"].update(width=8, epochs=1, batch_size=64, threads=1)
-    text = tiny["text"]
-    text.update(width=16, depth=1, heads=2)
-    text["train"].update(steps=4, batch_size=16, warmup_steps=1, threads=1, checkpoint_every=2)
-    text["sample"].update(steps=4, samples=2)
-    tiny["compose"].update(samples=6, source_split="train", pairs_per_combination=2,
-                           samples_per_pair=2)
-    tiny["evaluate"].update(samples=10, reference_images=16, batch_size=8, kid_subsets=10,
-                            kid_subset_size=10, eta_sweep=[0.0, 0.5], eta_seeds=[0, 1],
-                            eta_samples=10, threads=1,
-                            effnet_resolution=32)
+    """The micro study's params (tests/micro.yaml) for unit tests: the toy study at K = 1 and 4,
+    REPA off (tests/test_repa.py turns it on, as the micro DAG does)."""
+    params = micro_study_params()
+    params["toy"]["modes"] = [1, 4]
+    params["presets"]["tiny"]["dit"]["repa"] = None
     return params
 
 
@@ -127,10 +86,3 @@ def assert_close_weights(a_file, b_file, atol: float) -> None:
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
     assert worst < atol, f"{a_file} and {b_file} differ by {worst}"
-
-
-def import_benchmark(name: str):
-    """A module of benchmarks/, imported with that folder on sys.path, as the scripts run."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "benchmarks"))
-        return importlib.import_module(name)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from dlc.data import codes as codes_io
+from dlc.generation.compose import mix_tokens, sample_average, source_weights
 from dlc.stages import compose, composition_study, train_dit
 
 from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, latents, codes)
@@ -17,25 +18,25 @@ from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, lat
 def test_every_token_of_a_hybrid_comes_from_a_source_at_its_position():
     rng = np.random.default_rng(0)
     sources = rng.integers(0, 50, (3, 40))
-    hybrids = compose.mix_tokens(sources, 500, np.full(3, 1 / 3), rng)
+    hybrids = mix_tokens(sources, 500, np.full(3, 1 / 3), rng)
     assert hybrids.shape == (500, 40)
     assert ((hybrids[:, None, :] == sources[None]).any(axis=1)).all()
-    only_first = compose.mix_tokens(sources, 10, np.array([1.0, 0.0, 0.0]), rng)
+    only_first = mix_tokens(sources, 10, np.array([1.0, 0.0, 0.0]), rng)
     assert (only_first == sources[0]).all()
 
 
 def test_hybrids_follow_the_source_weights():
     rng = np.random.default_rng(1)
     sources = np.array([[0] * 200, [1] * 200])
-    hybrids = compose.mix_tokens(sources, 100, np.array([0.8, 0.2]), rng)
+    hybrids = mix_tokens(sources, 100, np.array([0.8, 0.2]), rng)
     assert (hybrids == 0).mean() == pytest.approx(0.8, abs=0.01)
 
 
 def test_weights_are_checked_and_normalised():
-    assert compose.source_weights(None, 4).tolist() == [0.25] * 4
-    assert compose.source_weights([2, 6], 2).tolist() == [0.25, 0.75]
+    assert source_weights(None, 4).tolist() == [0.25] * 4
+    assert source_weights([2, 6], 2).tolist() == [0.25, 0.75]
     with pytest.raises(ValueError, match="one per source"):
-        compose.source_weights([1, 1, 1], 2)
+        source_weights([1, 1, 1], 2)
 
 
 def peaked(tokens, vocab, confidence=0.97):
@@ -51,7 +52,7 @@ def test_average_at_tau_zero_draws_only_source_tokens():
     sources = rng.integers(0, vocab, (2, 30))
     probabilities = np.stack([peaked(s, vocab) for s in sources])
     for tau in (0.0, 1e-3):
-        codes = compose.sample_average(probabilities, 200, np.array([0.5, 0.5]), tau, rng)
+        codes = sample_average(probabilities, 200, np.array([0.5, 0.5]), tau, rng)
         assert ((codes[:, None, :] == sources[None]).any(axis=1)).all(), tau
 
 
@@ -59,11 +60,11 @@ def test_average_at_tau_one_samples_the_weighted_average():
     rng = np.random.default_rng(3)
     probabilities = np.array([[[0.7, 0.2, 0.1]], [[0.1, 0.1, 0.8]]])   # S=2, L=1, V=3
     weights = np.array([0.25, 0.75])
-    codes = compose.sample_average(probabilities, 40_000, weights, 1.0, rng)
+    codes = sample_average(probabilities, 40_000, weights, 1.0, rng)
     expected = weights @ probabilities[:, 0]
     counts = np.bincount(codes[:, 0], minlength=3) / len(codes)
     np.testing.assert_allclose(counts, expected, atol=0.01)
-    sharp = compose.sample_average(probabilities, 40_000, weights, 0.5, rng)
+    sharp = sample_average(probabilities, 40_000, weights, 0.5, rng)
     squared = expected ** 2 / (expected ** 2).sum()
     np.testing.assert_allclose(np.bincount(sharp[:, 0], minlength=3) / 40_000, squared,
                                atol=0.01)

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 
 from dlc import io as dio
 from dlc.data import codes as codes_io
+from dlc.generation.images import score_attributes
 from dlc.models import vae as vae_lib
+from dlc.models.dit import build_dit, load_dit
 from dlc.stages import cache_latents, data, sample_dit, train_dit, train_judge, train_vae
 
 from .conftest import assert_close_weights, preempted_at, two_process_ddp
@@ -59,8 +61,7 @@ def test_training_writes_the_run_folder(setup):
     assert meta["latent_shape"] == [4, 16, 16] and meta["condition"] == "code"
     assert meta["final"]["images_per_s"] > 0 and np.isfinite(meta["final"]["loss"])
     baseline = train(preset, folder, "uncond", condition="none")
-    model, meta = train_dit.load_model(preset.dit, baseline, preset.sem.length,
-                                       preset.sem.vocab)
+    model, meta = load_dit(preset.dit, baseline, preset.sem.length, preset.sem.vocab)
     assert meta["condition"] == "none" and not hasattr(model, "code_embedder")
 
 
@@ -105,7 +106,7 @@ def test_sampling_split_over_tasks_assembles_in_code_order(setup):
                                         "all"}
         assert all(0 <= value <= 1 for value in attributes[key].values())
     train_judge.write_none(folder / "none", "no judge here")
-    assert sample_dit.score_attributes(folder / "none", split, None, None, None) == {
+    assert score_attributes(folder / "none", split, None, None, None) == {
         "skipped": "no judge here"}
     assert len(list((folder / "split" / "images").glob("*.png"))) == cfg.sample.samples
     assert (folder / "split" / "grid.png").is_file()
@@ -138,8 +139,8 @@ def test_two_processes_with_ddp_train_what_one_process_trains(setup):
     assert_close_weights(single, folder / "ddp" / "model.safetensors", atol=1e-5)
     single = load_file(str(single))
     torch.manual_seed(preset.dit.train.seed)  # the initial weights of both runs
-    initial = train_dit.build_model(preset.dit, meta["latent_shape"], preset.sem.length,
-                                    preset.sem.vocab).state_dict()
+    initial = build_dit(preset.dit, meta["latent_shape"], preset.sem.length,
+                        preset.sem.vocab).state_dict()
     assert max((single[k] - initial[k]).abs().max().item() for k in single) > 1e-3
 
 

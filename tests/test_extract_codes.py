@@ -9,7 +9,8 @@ from dlc import io as dio
 from dlc.data.codes import read_codes
 from dlc.data.multicrop import normalize
 from dlc.data.sources import ImageTable
-from dlc.stages import data, extract_codes, probe, train_sem
+from dlc.models.sem import build_encoder, load_encoder
+from dlc.stages import data, extract_codes, probe
 from dlc.train.checkpoint import save_weights
 
 
@@ -22,7 +23,7 @@ def setup(micro_config, tmp_path):
     bad = frame.index[frame["split"] == "train"][7]
     frame.loc[bad, "image"] = b"\x89PNG truncated"
     dio.write_parquet(frame, tmp_path / "images.parquet", metadata)
-    save_weights(tmp_path / "encoder.safetensors", train_sem.build_encoder(preset.sem))
+    save_weights(tmp_path / "encoder.safetensors", build_encoder(preset.sem))
     return preset, tmp_path, frame, frame.loc[bad, "image_id"]
 
 
@@ -53,7 +54,7 @@ def test_codes_match_the_encoder(setup):
     preset, folder, frame, _ = setup
     extract_codes.run(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
                       folder / "codes")
-    encoder = train_sem.load_encoder(preset.sem, folder / "encoder.safetensors")
+    encoder = load_encoder(preset.sem, folder / "encoder.safetensors")
     table = ImageTable(folder / "images.parquet", "test")
     images = torch.stack([normalize()(torch.from_numpy(table.centred(i, 32).copy())
                                       .permute(2, 0, 1)) for i in range(5)])
@@ -75,7 +76,7 @@ def test_rerun_keeps_finished_shards_and_redoes_foreign_ones(setup):
     assert np.array_equal(read_codes(folder / "codes" / "train").codes, before)
     # another encoder: every shard is rewritten
     torch.manual_seed(1)
-    save_weights(folder / "encoder.safetensors", train_sem.build_encoder(preset.sem))
+    save_weights(folder / "encoder.safetensors", build_encoder(preset.sem))
     extract_codes.run(*args)
     assert shard.stat().st_mtime != 1
 

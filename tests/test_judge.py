@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dlc.models.judge import AttributeJudge
+from dlc.models.judge import AttributeJudge, agreement, load_judge, predict
 from dlc.stages import data, train_judge
 
 
@@ -20,8 +20,7 @@ def test_heads_and_features_have_the_right_shapes():
 def test_agreement_counts_matches_per_attribute_and_jointly():
     predicted = pd.DataFrame({"shape": ["a", "b", "c", "a"], "colour": ["r", "g", "g", "r"]})
     reference = pd.DataFrame({"shape": ["a", "b", "x", "x"], "colour": ["r", "r", "g", "r"]})
-    assert train_judge.agreement(predicted, reference) == {"shape": 0.5, "colour": 0.75,
-                                                           "all": 0.25}
+    assert agreement(predicted, reference) == {"shape": 0.5, "colour": 0.75, "all": 0.25}
 
 
 def test_training_on_micro_data_writes_weights_and_held_out_accuracy(micro_config, tmp_path):
@@ -29,10 +28,10 @@ def test_training_on_micro_data_writes_weights_and_held_out_accuracy(micro_confi
     data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     report = train_judge.train(preset.judge, tmp_path / "images.parquet", 32, tmp_path / "j")
     assert set(report["accuracy"]) == {*preset.judge.attributes, "all"}
-    judge, loaded = train_judge.load_judge(tmp_path / "j")
+    judge, loaded = load_judge(tmp_path / "j")
     assert loaded["classes"] == report["classes"]
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    predicted = train_judge.predict(judge, images, report["classes"])
+    predicted = predict(judge, images, report["classes"])
     assert list(predicted.columns) == preset.judge.attributes and len(predicted) == 5
     for name, names in report["classes"].items():
         assert set(predicted[name]) <= set(names)
@@ -40,7 +39,7 @@ def test_training_on_micro_data_writes_weights_and_held_out_accuracy(micro_confi
 
 def test_a_preset_without_a_judge_and_an_unknown_value(tmp_path):
     train_judge.write_none(tmp_path, "presets.imagenet.judge is null")
-    judge, report = train_judge.load_judge(tmp_path)
+    judge, report = load_judge(tmp_path)
     assert judge is None and "null" in report["reason"]
     with pytest.raises(ValueError, match="never seen in training"):
         train_judge._targets(pd.DataFrame({"shape": ["circle", "blob"]}),

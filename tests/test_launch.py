@@ -79,7 +79,7 @@ def test_a_signalled_training_job_requeues_and_ends_as_an_uninterrupted_run(setu
 
     ex = submitit.LocalExecutor(folder / "jobs", max_num_timeout=3)
     ex.update_parameters(timeout_min=10)
-    job = ex.submit(jobs.StageJob([*argv, "--out", str(folder / "requeued")]))
+    job = ex.submit(jobs.StageJob([*argv, "--out", str(folder / "requeued")], cli.main))
     pointer = folder / "requeued" / "checkpoints" / "latest"
     deadline = time.time() + 180
     while not pointer.is_file() and not job.done() and time.time() < deadline:
@@ -123,7 +123,7 @@ def test_sampling_array_tasks_cover_every_index_once(setup, tmp_path):  # noqa: 
     argv = ["sample-dit", "--params", params, "--model", str(run), "--codes",
             str(folder / "codes"), "--vae", str(folder / "vae"), "--out", str(out)]
     jobs.submit_and_wait(argv, "submitit-local", "sample_dit", tmp_path / "logs", preset.slurm,
-                         jobs.JobResources(array=3), supports_tasks=True)
+                         jobs.JobResources(array=3), main=cli.main, supports_tasks=True)
     summary = json.loads((out / "samples.json").read_text())
     n = preset.dit.sample.samples
     assert summary["n"] == n

@@ -29,7 +29,7 @@ def test_xl2_parameter_counts_match_the_paper():
         plain = DiT(SIZES["XL"], 32, 4, 2, condition="label")
         dlc = DiT(SIZES["XL"], 32, 4, 2, condition="code", code_length=512, code_vocab=256)
     assert parameter_count(plain) == 675_129_632          # DiT-XL/2 as published
-    assert parameter_count(dlc) == 825_561_248            # REFERENCE.md: 675.1M - labels + codes
+    assert parameter_count(dlc) == 825_561_248            # DiT-XL/2 675.1M - labels + codes
     assert parameter_count(dlc.code_embedder) == 512 * 257 * 1152
 
 

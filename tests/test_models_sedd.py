@@ -71,7 +71,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
 
 
 def test_sizes_match_the_papers_parameter_counts():
-    """REFERENCE.md: SEDD small 93.2M, medium 322.5M (V = 256 codes + mask, L = 512)."""
+    """The SEDD paper: small 93.2M, medium 322.5M (V = 256 codes + mask, L = 512)."""
     with torch.device("meta"):
         counts = {name: sum(p.numel() for p in SEDDTransformer(256, 512, SIZES[name]).parameters())
                   for name in ("small", "medium")}

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from dlc.config import RepaConfig
-from dlc.models.dit import DiT, DiTSize
-from dlc.stages import train_dit, train_sem
+from dlc.models.dit import DiT, DiTSize, load_dit
+from dlc.models.sem import build_encoder
+from dlc.stages import train_dit
 from dlc.train import checkpoint
 from dlc.train.repa import alignment_loss, pool_to_grid
 
@@ -76,13 +77,13 @@ def test_train_dit_with_repa_aligns_resumes_exactly_and_saves_a_plain_dit(setup)
     preset = _with_repa(preset)
     torch.manual_seed(0)
     checkpoint.save_weights(folder / "encoder.safetensors",
-                            train_sem.build_encoder(preset.sem, pretrained=False))
+                            build_encoder(preset.sem, pretrained=False))
     straight = _train(preset, folder, "a")
     loss = np.genfromtxt(straight / "loss.csv", delimiter=",", names=True)
     assert np.all(np.isfinite(loss["align"])) and np.all(np.abs(loss["align"]) > 0)
     weights = load_file(str(straight / "model.safetensors"))
     assert not any(key.startswith("projector.") for key in weights)
-    model, _ = train_dit.load_model(preset.dit, straight, preset.sem.length, preset.sem.vocab)
+    model, _ = load_dit(preset.dit, straight, preset.sem.length, preset.sem.vocab)
     assert model.projector is None
     with preempted_at(train_dit, 3), pytest.raises(KeyboardInterrupt):
         _train(preset, folder, "b")

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dlc.models.sem import build_encoder, load_encoder
 from dlc.stages import data, train_sem
 from dlc.train import distributed
 from dlc.train.batches import StepBatches, StepRandom
@@ -32,7 +33,7 @@ def test_training_writes_the_run_folder(sem_run, tmp_path):
     header = (out / "loss.csv").read_text().splitlines()[0].split(",")
     assert {"loss", "dino", "koleo", "ibot", "nce", "lr", "momentum", "teacher_temp"} <= set(
         header)
-    encoder = train_sem.load_encoder(cfg, out / "encoder.safetensors")
+    encoder = load_encoder(cfg, out / "encoder.safetensors")
     assert encoder.codes(torch.randn(2, 3, 32, 32)).shape == (2, cfg.length)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["precision"] == distributed.resolve_precision(torch.device("cpu"),
@@ -77,7 +78,7 @@ def test_without_dino_and_ibot_the_teacher_runs_no_forward(sem_run, tmp_path, mo
 
 def test_layer_wise_lr_decay_groups(micro_config):
     cfg = micro_config.active.sem
-    encoder = train_sem.build_encoder(cfg)
+    encoder = build_encoder(cfg)
     groups = train_sem.parameter_groups(encoder, layer_decay=0.5, patch_embed_mult=0.2)
     by_param = {id(p): g for g in groups for p in g["params"]}
     named = dict(encoder.named_parameters())
@@ -130,13 +131,13 @@ def test_processes_draw_their_rows_of_the_global_batch():
 def test_a_wrong_encoder_file_is_a_clear_error(micro_config, tmp_path):
     cfg = micro_config.active.sem
     with pytest.raises(FileNotFoundError, match="run `dlc train-sem`"):
-        train_sem.load_encoder(cfg, tmp_path / "encoder.safetensors")
+        load_encoder(cfg, tmp_path / "encoder.safetensors")
     other = dataclasses.replace(cfg, length=cfg.length + 1)
     from dlc.train.checkpoint import save_weights
 
-    save_weights(tmp_path / "encoder.safetensors", train_sem.build_encoder(other))
+    save_weights(tmp_path / "encoder.safetensors", build_encoder(other))
     with pytest.raises(ValueError, match="encoder.safetensors: does not fit the sem params"):
-        train_sem.load_encoder(cfg, tmp_path / "encoder.safetensors")
+        load_encoder(cfg, tmp_path / "encoder.safetensors")
 
 
 @pytest.mark.parametrize("centering", ["centre", "sinkhorn"])

@@ -8,6 +8,7 @@ import torch
 from dlc import io as dio
 from dlc.data.sources import ImageTable
 from dlc.models import vae as vae_lib
+from dlc.models.vae import weights_sha256
 from dlc.stages import data, train_vae
 
 
@@ -73,7 +74,7 @@ def test_train_vae_stage_trains_scales_and_reports(micro_config, tmp_path):
     for name in ("vae.json", "vae_recon.png", "loss.csv", "loss.png"):
         assert (tmp_path / "vae" / name).is_file()
     assert report["latent_shape"] == [4, 16, 16] and report["n"] == 16
-    assert report["vae_sha256"] == train_vae.weights_sha256(str(tmp_path / "vae" / "model"))
+    assert report["vae_sha256"] == weights_sha256(str(tmp_path / "vae" / "model"))
     # the scaling factor makes the training latents unit-variance
     vae = vae_lib.load_vae(tmp_path / "vae" / "model")
     images, _ = ImageTable(tmp_path / "images.parquet", "train").centred_stack(32)

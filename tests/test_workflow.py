@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import BIN, ENV, ROOT, micro_params
+from .conftest import BIN, ENV, ROOT
+from .micro_dag import micro_params, workspace
 
 
 def run(args, cwd, timeout=600):
@@ -48,15 +48,6 @@ def dvc_stages(cwd: Path) -> list[dict]:
                 for stage in repo.index.stages]
 
 
-def copy_workflow(destination: Path, params: dict) -> Path:
-    for name in ("Snakefile", "dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, destination / name)
-    for folder in ("workflow", "envs"):
-        shutil.copytree(ROOT / folder, destination / folder)
-    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return destination
-
-
 def _covers(paths: set[str], folders_or_files: set[str]) -> bool:
     """Every path is one of folders_or_files or lies inside one of them, and each of those
     holds at least one path (DVC may name a folder where Snakemake names its files)."""
@@ -68,7 +59,7 @@ def _covers(paths: set[str], folders_or_files: set[str]) -> bool:
 
 
 def test_snakemake_and_dvc_run_identical_commands_on_identical_files(tmp_path):
-    work = copy_workflow(tmp_path, yaml.safe_load((ROOT / "params.yaml").read_text()))
+    work = workspace(tmp_path, yaml.safe_load((ROOT / "params.yaml").read_text()))
     run([str(BIN / "dvc"), "init", "--no-scm", "-q"], work)
     # `headline` only copies fid_dlc.json to results/fid_dlc<L>.json, a name DVC cannot build
     # (no nested interpolation); DVC users read results/<preset>/fid_dlc.json.
@@ -95,7 +86,7 @@ def test_the_imagenet_study_on_slurm_lists_every_job_with_its_resources(tmp_path
     of the study, each dlc command submitted through submitit with the rule's resources."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["preset"] = "imagenet"
-    work = copy_workflow(tmp_path, params)
+    work = workspace(tmp_path, params)
     (work / "slurm").symlink_to(work / "workflow" / "profiles" / "slurm")
     text = run([str(BIN / "snakemake"), "-n", "-p", "--profile", "slurm",
                 "results/fid_dlc512.json"], work)
@@ -120,12 +111,8 @@ def test_config_overrides_other_than_preset_are_refused():
 def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     """The default DAG at micro size (toy study, data, SEM, codes, probe, SEDD), first through
     Snakemake, then through DVC (twice: the second run must find nothing to do)."""
-    params = micro_params()
-    params["toy"]["modes"] = [4]  # 8 jobs: each engine starts one process per job
-    params["presets"]["tiny"]["dit"]["repa"] = {"weight": 0.5, "depth": 1, "width": 16,
-                                               "batch_size": 64}  # as the preset: REPA on
-    (tmp_path / "snakemake").mkdir()
-    smk = copy_workflow(tmp_path / "snakemake", params)
+    params = micro_params()  # tests/micro.yaml: what `make micro` runs
+    smk = workspace(tmp_path / "snakemake", params)
     run([str(BIN / "snakemake"), "-c2"], smk)
     kld = json.loads((smk / "results/toy/kld.json").read_text())
     assert set(kld["results"]) == {"K4"}
@@ -162,8 +149,7 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     run([str(BIN / "snakemake"), "--report", "results/tiny/report.html"], smk)
     assert (smk / "results/tiny/report.html").stat().st_size > 10_000
 
-    (tmp_path / "dvc").mkdir()
-    work = copy_workflow(tmp_path / "dvc", params)
+    work = workspace(tmp_path / "dvc", params)
     run([str(BIN / "dvc"), "init", "--no-scm", "-q"], work)
     run([str(BIN / "dvc"), "repro"], work)
     again = run([str(BIN / "dvc"), "repro"], work)

@@ -538,7 +538,8 @@ def _run(args, cfg: config.Config | None, argv: list[str]) -> None:
         log_root = Path(args.log).parent if args.log else Path("results/logs")
         jobs.submit_and_wait(_without_launcher(argv), args.launcher,
                              os.environ.get(jobs.JOB_ENV, args.stage), log_root,
-                             cfg.active.slurm, supports_tasks=hasattr(args, "task"))
+                             cfg.active.slurm, main=main,
+                             supports_tasks=hasattr(args, "task"))
         return
     # Every DDP rank and every array task writes its own part: the lock is the main process's
     # of its task (task-split stages lock per task).

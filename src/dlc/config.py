@@ -288,7 +288,7 @@ class SEMTrainConfig:
                         minimum=0)
     checkpoint_every: int = _doc("steps between resumable checkpoints", minimum=1)
     keep_checkpoints: int = _doc("newest checkpoints kept on disk; 0 keeps every one (to "
-                                 "probe the run along the way: benchmarks/sem_probe_sweep.py "
+                                 "probe the run along the way: research/sem/sem_probe_sweep.py "
                                  "--trace)", minimum=0)
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import yaml
+from dlc.stages.report import FIGURES, INPUTS
 
 PRESET = config["preset"]
 RESULTS = f"results/{PRESET}"
@@ -113,3 +114,15 @@ def evaluation_targets():
         f"{RESULTS}/fid_eta_sweep.json",
         f"results/fid_dlc{SEM['length']}.json",
     ]
+
+
+def features_dit(wildcards):
+    """The baseline's model when compose.continuous_baseline asks for it."""
+    return {"features_dit": rules.train_dit_features.output.model} if COMPOSE[
+        "continuous_baseline"] else {}
+
+
+def report_inputs():
+    """The report's inputs as this preset's paths (toy/ lives beside the preset's folder)."""
+    return [f"results/{path}" if path.startswith("toy/") else f"{RESULTS}/{path}"
+            for path in [*INPUTS.values(), *FIGURES.values()]]

@@ -43,12 +43,6 @@ rule train_dit_features:
         " --out {params.run} --log {log}"
 
 
-def features_dit(wildcards):
-    """The baseline's model when compose.continuous_baseline asks for it."""
-    return {"features_dit": rules.train_dit_features.output.model} if COMPOSE[
-        "continuous_baseline"] else {}
-
-
 rule composition_study:
     """Token-mixed codes of source pairs around each held-out (shape, colour), decoded and
     judged, beside reconstructions (upper bound), random codes (lower bound) and, with

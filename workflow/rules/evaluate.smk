@@ -283,7 +283,10 @@ rule headline:
         result=f"{RESULTS}/fid_dlc.json",
     output:
         result=f"results/fid_dlc{SEM['length']}.json",
+    log:
+        f"{LOGS}/{PRESET}/headline.log",
     conda:
         ENV
     shell:
-        "cp {input.result} {output.result}.tmp && mv {output.result}.tmp {output.result}"
+        "(cp {input.result} {output.result}.tmp && mv {output.result}.tmp {output.result})"
+        " 2> {log}"

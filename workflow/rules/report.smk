@@ -1,11 +1,4 @@
 # The run's report: every number a user reads, read back from the results files (dlc report).
-from dlc.stages.report import FIGURES, INPUTS
-
-
-def report_inputs():
-    """The report's inputs as this preset's paths (toy/ lives beside the preset's folder)."""
-    return [f"results/{path}" if path.startswith("toy/") else f"{RESULTS}/{path}"
-            for path in [*INPUTS.values(), *FIGURES.values()]]
 
 
 rule report:
@@ -19,7 +12,7 @@ rule report:
         curve=f"{RESULTS}/eta_curve.csv",
     params:
         preset=PRESET,
-        results=RESULTS,
+        results=lambda wildcards, output: os.path.dirname(output.report),
         logs=LOGS,
     log:
         f"{LOGS}/{PRESET}/report.log",

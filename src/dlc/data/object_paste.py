@@ -4,8 +4,8 @@ new position and scale, onto a new random background (background augmentation, R
 
 Why: on the shapes data colour, background, texture, size and position tell two crops of one
 image apart from every other image in a batch, so self-distillation learns those and never the
-outline (issue 3's measurements; the feature suppression of Chen et al. 2021). Two pasted views
-of an image share only the outline, which the encoder then has to learn.
+outline (measured in docs/sem_tiny_study.md; the feature suppression of Chen et al. 2021). Two
+pasted views of an image share only the outline, which the encoder then has to learn.
 
 The object is found without labels: the pixels brighter than any background. The shapes
 generator draws dark backgrounds (at most 140 in every channel, texture included) and bright

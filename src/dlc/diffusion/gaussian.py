@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dlc.config import DiTConfig
+
 Model = Callable[..., torch.Tensor]
 
 
@@ -313,3 +315,28 @@ def classifier_free_guidance(model: Model, scale: float, null_kwargs: dict,
         return torch.cat([eps_u + scale * (eps_c - eps_u), rest], dim=1)
 
     return guided
+
+
+def build_process(cfg: DiTConfig) -> GaussianDiffusion:
+    """DiT's process: the discretised decoder likelihood at t = 0, as its reference code."""
+    d = cfg.diffusion
+    return GaussianDiffusion.from_schedule(d.schedule, d.steps, learn_sigma=d.learn_sigma,
+                                           vlb_weight=d.vlb_weight, decoder="discretized",
+                                           min_snr_gamma=d.min_snr_gamma,
+                                           prediction=d.prediction)
+
+
+def sample_latents(cfg: DiTConfig, model: Model, process: GaussianDiffusion,
+                   condition: dict, null: dict, shape, generator: torch.Generator,
+                   device: torch.device, autocast) -> torch.Tensor:
+    """Latents for one batch of conditions: respaced ancestral/DDIM sampling with CFG."""
+    s = cfg.sample
+
+    def network(x, t, **kwargs):
+        with autocast:
+            return model(x, t, **kwargs).float()
+
+    guided = classifier_free_guidance(network, s.cfg_scale, null, s.cfg_max_t)
+    return process.respaced(s.steps).sample_loop(guided, shape, s.sampler,
+                                                 generator=generator, device=device,
+                                                 **condition)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,22 +56,21 @@ class JobResources:
 
 
 class StageJob(submitit.helpers.Checkpointable):
-    """`dlc <argv>` inside the job; requeued as is on preemption or timeout (the stage
+    """`dlc <argv>` inside the job, through `main` (the CLI's entry point, passed in by the
+    CLI: launching never imports it); requeued as is on preemption or timeout (the stage
     resumes from its checkpoints)."""
 
-    def __init__(self, argv: list[str]):
-        self.argv = list(argv)
+    def __init__(self, argv: list[str], main: Callable[[list[str]], int]):
+        self.argv, self.main = list(argv), main
 
     def __call__(self, task: int | None = None, tasks: int | None = None) -> None:
-        from dlc import cli
-
         if submitit.JobEnvironment().num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(
                 set_cuda_visible_devices=False, overwrite=True)
         argv = [*self.argv, "--launcher", "local"]
         if task is not None:
             argv += ["--task", str(task), "--tasks", str(tasks)]
-        code = cli.main(argv)
+        code = self.main(argv)
         if code != 0:
             raise RuntimeError(f"`dlc {' '.join(argv)}` exited with status {code}")
 
@@ -103,15 +103,16 @@ def executor(launcher: str, folder: Path, job_name: str, resources: JobResources
 
 def submit_and_wait(argv: list[str], launcher: str, job_name: str, log_root: str | Path,
                     slurm: SlurmConfig, resources: JobResources | None = None,
-                    supports_tasks: bool = False) -> None:
-    """Run `dlc <argv>` as a job (an array of `resources.array` tasks when asked) and wait."""
+                    *, main: Callable[[list[str]], int], supports_tasks: bool = False) -> None:
+    """Run `dlc <argv>` (through `main`) as a job (an array of `resources.array` tasks when
+    asked) and wait."""
     resources = resources or JobResources.from_env()
     if resources.array > 1 and not supports_tasks:
         raise ValueError(f"{job_name}: array = {resources.array}, but this stage has no "
                          "--task/--tasks to split its work")
     folder = Path(log_root) / "submitit" / job_name
     ex = executor(launcher, folder, job_name, resources, slurm)
-    job_function = StageJob(argv)
+    job_function = StageJob(argv, main)
     if resources.array > 1:
         if launcher == "slurm":
             ex.update_parameters(slurm_array_parallelism=resources.array)

@@ -83,7 +83,7 @@ class JudgeFeatures(OneFeature):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
-        from dlc.stages.train_judge import load_judge
+        from dlc.models.judge import load_judge
 
         if feature_extractor_weights_path is None:
             raise ValueError("the judge feature extractor needs its train-judge folder as "
@@ -156,7 +156,7 @@ def build_feature_space(name: str, device: torch.device, *, inception_weights=No
     elif name == "judge":
         if judge_dir is None:
             raise ValueError("the judge feature space needs the train-judge folder")
-        from dlc.stages.train_judge import WEIGHTS
+        from dlc.models.judge import WEIGHTS
 
         weights = str(Path(judge_dir) / WEIGHTS)
         extractor = JudgeFeatures(JUDGE_NAME, ["pool"], judge_dir)

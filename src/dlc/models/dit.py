@@ -20,14 +20,18 @@ size checks against the paper) or "none" (the unconditional baseline with the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dlc import io as dio
+from dlc.config import DiTConfig
 from dlc.models.attention import SelfAttention
 from dlc.models.embeddings import TimestepEmbedder, modulate
+from dlc.train.checkpoint import check_code_shape, load_weights
 
 CONDITIONS = ("code", "features", "label", "none")
 
@@ -250,6 +254,40 @@ class DiT(nn.Module):
                 raise ValueError("align=True needs a DiT built with a projector (align_features)")
             return out, aligned
         return out
+
+
+def build_dit(cfg: DiTConfig, latent_shape, length: int, vocab: int,
+              condition: str = "code", feature_dim: int = 0, align_features: int = 0) -> DiT:
+    """The DiT of the params; `align_features` > 0 adds REPA's projector (training only: the
+    saved model has none)."""
+    channels, side, _ = latent_shape
+    repa = cfg.repa if align_features else None
+    return DiT(SIZES[cfg.size], side, channels, cfg.patch, cfg.diffusion.learn_sigma,
+               condition=condition, code_length=length, code_vocab=vocab,
+               feature_dim=feature_dim, code_init_std=cfg.code_init_std,
+               align_depth=repa.depth if repa else 0, align_width=repa.width if repa else 0,
+               align_features=align_features)
+
+
+def load_dit(cfg: DiTConfig, run: str | Path, length: int, vocab: int) -> tuple[DiT, dict]:
+    """(EMA model, meta) of a train-dit run; fails naming the run or file if it does not fit
+    cfg and the code shape L x V."""
+    run = Path(run)
+    meta = dio.read_json(run / "meta.json")
+    check_code_shape(run, meta, length, vocab)
+    model = build_dit(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"],
+                      meta.get("feature_dim", 0))
+    return load_weights(model, run / "model.safetensors", "the dit params"), meta
+
+
+def condition_inputs(condition: str, codes: torch.Tensor,
+                     features: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The DiT's keyword arguments for a batch: its codes, its features, or nothing."""
+    if condition == "code":
+        return {"codes": codes}
+    if condition == "features":
+        return {"features": features}
+    return {}
 
 
 def forward_flops(model: DiT, batch: int = 1) -> int:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc import io as dio
+from dlc.config import SEDDConfig
 from dlc.models.attention import attention
 from dlc.models.embeddings import TimestepEmbedder, modulate
+from dlc.train import checkpoint
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,19 @@ class SEDDTransformer(nn.Module):
         # log(e^sigma - 1) without cancellation for small sigma.
         log_expm1 = torch.log(torch.expm1(sigma.float().clamp_min(1e-8)))
         return logits - log_expm1[:, None, None] - math.log(self.vocab_size)
+
+
+def build_sedd(cfg: SEDDConfig, length: int, vocab: int) -> SEDDTransformer:
+    """The SEDD transformer of these params over codes of L positions and V tokens."""
+    return SEDDTransformer(vocab, length, SIZES[cfg.size], dropout=cfg.dropout)
+
+
+def load_sedd(cfg: SEDDConfig, run: str | Path, length: int,
+              vocab: int) -> tuple[SEDDTransformer, dict]:
+    """(EMA model, meta) of a train-sedd run; fails naming the run or file if it does not fit
+    cfg and the code shape L x V."""
+    run = Path(run)
+    meta = dio.read_json(run / "meta.json")
+    checkpoint.check_code_shape(run, meta, length, vocab)
+    model = build_sedd(cfg, meta["L"], meta["V"])
+    return checkpoint.load_weights(model, run / "model.safetensors", "the sedd params"), meta

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlc.config import SEMConfig
 from dlc.models.attention import cpu_bf16
+from dlc.train import checkpoint
 
 
 def code_dtype(vocab: int) -> torch.dtype:
@@ -200,3 +202,25 @@ def build_backbone(name: str, img_size: int, weights: str | None, drop_path: flo
             pretrained_cfg_overlay={"file": str(weights)} if weights else None, **kwargs)
     except RuntimeError as error:  # timm's message for an unknown name
         raise ValueError(f"sem.backbone: {error}") from None
+
+
+def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
+    """The SEM encoder of these params (backbone weights from the local file if one is set
+    and `pretrained`; later stages load a trained encoder.safetensors over it instead)."""
+    b = cfg.backbone
+    backbone = build_backbone(b.name, b.img_size, b.weights if pretrained else None,
+                              drop_path=b.drop_path, stem_channels=b.conv_stem,
+                              patch_size=b.patch_size,
+                              embed_dim=b.embed_dim, depth=b.depth, num_heads=b.num_heads,
+                              reg_tokens=b.reg_tokens)
+    h = cfg.head
+    return SEMEncoder(backbone, cfg.length, cfg.vocab, cfg.tau, h.prototypes, h.hidden,
+                      h.bottleneck, h.layers, nce_head=cfg.loss.nce_weight > 0)
+
+
+def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
+    """A trained encoder (teacher weights); fails naming the file if it does not fit cfg."""
+    path = Path(path)
+    if not path.is_file():  # checked first: building the paper's encoder takes a while
+        raise FileNotFoundError(f"{path}: encoder weights not found (run `dlc train-sem`)")
+    return checkpoint.load_weights(build_encoder(cfg, pretrained=False), path, "the sem params")

@@ -13,7 +13,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlc.config import VAEModelConfig
+from dlc import io as dio
+from dlc.config import VAEConfig, VAEModelConfig
+
+MODEL = "model"        # <train-vae folder>/model/: the trained VAE as a diffusers folder
+REPORT = "vae.json"    # <train-vae folder>/vae.json: where the VAE is, its hash and PSNR
+
+
+def vae_location(cfg: VAEConfig, vae_dir: str | Path) -> str:
+    """Where later stages load the VAE from: the trained folder, or the pretrained one."""
+    return str(Path(vae_dir) / MODEL) if cfg.source == "train" else str(cfg.pretrained)
+
+
+def weights_sha256(location: str) -> str | None:
+    """Hash of a diffusers folder's weight files (None for a hub id)."""
+    folder = Path(location)
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return dio.sha256_json([dio.sha256_file(f) for f in files]) if files else None
 
 
 def build_vae(cfg: VAEModelConfig, resolution: int, scaling_factor: float = 1.0):

@@ -23,8 +23,7 @@ from dlc.config import VAEConfig, to_dict
 from dlc.data import latents as cache_io
 from dlc.data.images import collate_skipping
 from dlc.data.sources import CentredImages, ImageTable
-from dlc.models.vae import encode, load_vae, to_model_range
-from dlc.stages.train_vae import REPORT, vae_location
+from dlc.models.vae import REPORT, encode, load_vae, to_model_range, vae_location
 from dlc.train import distributed
 
 log = logging.getLogger(__name__)

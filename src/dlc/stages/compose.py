@@ -24,46 +24,18 @@ from dlc import io as dio
 from dlc.config import ComposeConfig, PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
+from dlc.generation.compose import mix_tokens, sample_average, source_weights
+from dlc.generation.images import decode_codes
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
 GRID = 16   # pictures per grid row
 
 
-def source_weights(weights: list[float] | None, sources: int) -> np.ndarray:
-    if weights is None:
-        return np.full(sources, 1.0 / sources)
-    w = np.asarray(weights, dtype=np.float64)
-    if len(w) != sources or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"compose.weights {weights} must be {sources} non-negative numbers "
-                         "with a positive sum (one per source)")
-    return w / w.sum()
-
-
-def mix_tokens(codes: np.ndarray, n: int, weights: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
-    """(S, L) source codes -> (n, L) hybrids: position l of hybrid i is codes[s_il, l] with
-    s_il ~ Categorical(weights), independently."""
-    chosen = rng.choice(len(codes), size=(n, codes.shape[1]), p=weights)
-    return codes[chosen, np.arange(codes.shape[1])[None, :]]
-
-
-def sample_average(probabilities: np.ndarray, n: int, weights: np.ndarray, tau: float,
-                   rng: np.random.Generator) -> np.ndarray:
-    """(S, L, V) SEM distributions -> (n, L) codes sampled from the weighted average at
-    temperature tau (tau = 0: its argmax), by Gumbel-max in float64."""
-    average = np.einsum("s,slv->lv", weights, np.asarray(probabilities, np.float64))
-    log_p = np.log(np.clip(average, 1e-300, None))
-    if tau == 0:
-        return np.broadcast_to(log_p.argmax(-1), (n, len(log_p))).copy()
-    gumbel = -np.log(-np.log(rng.uniform(size=(n, *log_p.shape))))
-    return (log_p[None] / tau + gumbel).argmax(-1)
-
-
 def _sem_probabilities(preset: PresetConfig, encoder_path, images_table, split: str,
                        image_ids: list[str]) -> np.ndarray:
     from dlc.data.multicrop import NormalizedTensor
-    from dlc.stages.train_sem import load_encoder
+    from dlc.models.sem import load_encoder
 
     encoder = load_encoder(preset.sem, encoder_path).eval()
     table = ImageTable(images_table, split)
@@ -99,8 +71,6 @@ def run(preset: PresetConfig, source_ids: list[str], codes_dir, dit_dir, vae_dir
         probabilities = _sem_probabilities(preset, encoder_path, images_table,
                                            table.metadata.get("split"), source_ids)
         hybrids = sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)
-    from dlc.stages.sample_dit import decode_codes
-
     metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
                 "split": "composed", "producer": {"stage": "dlc compose",
                                                   "sources": source_ids, **to_dict(cfg)}}

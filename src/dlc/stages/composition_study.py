@@ -1,5 +1,6 @@
 """Stage `composition-study`: how often composed codes make images that carry attributes of
-both sources, measured by the attribute judge (REFERENCE.md section 9's protocol).
+both sources, measured by the attribute judge (the paper's composition protocol, on the
+built-in data's held-out combinations).
 
 For every (shape, colour) combination held out of training, source pairs are drawn from
 compose.source_split: A has the held-out shape in another colour, B the held-out colour on
@@ -31,11 +32,11 @@ from dlc import io as dio
 from dlc.config import PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
+from dlc.generation.compose import mix_tokens
+from dlc.generation.images import decode_codes
 from dlc.metrics.features import build_feature_space
 from dlc.metrics.vendi import vendi_from_features
-from dlc.stages.compose import mix_tokens
-from dlc.stages.sample_dit import decode_codes
-from dlc.stages.train_judge import load_judge, predict
+from dlc.models.judge import load_judge, predict
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)

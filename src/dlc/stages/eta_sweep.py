@@ -23,7 +23,9 @@ import numpy as np
 
 from dlc import io as dio
 from dlc.config import PresetConfig
-from dlc.stages import evaluate, sample_codes, sample_dit
+from dlc.generation import codes as sample_codes
+from dlc.generation import images as sample_dit
+from dlc.metrics import evaluation as evaluate
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)

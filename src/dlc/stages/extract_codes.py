@@ -24,7 +24,7 @@ from dlc.data import codes as codes_io
 from dlc.data.images import collate_skipping
 from dlc.data.multicrop import NormalizedTensor
 from dlc.data.sources import CentredImages, ImageTable
-from dlc.stages.train_sem import load_encoder
+from dlc.models.sem import load_encoder
 from dlc.train import distributed
 
 log = logging.getLogger(__name__)

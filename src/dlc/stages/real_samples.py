@@ -21,8 +21,7 @@ import torch
 from dlc import io as dio
 from dlc.config import EvaluateConfig, VAEConfig, to_dict
 from dlc.data.sources import ImageTable
-from dlc.models.vae import load_vae, reconstruct
-from dlc.stages.train_vae import vae_location
+from dlc.models.vae import load_vae, reconstruct, vae_location
 
 log = logging.getLogger(__name__)
 

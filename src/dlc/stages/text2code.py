@@ -206,7 +206,7 @@ def write_codes(model: TextModel, prompts: list[str], length: int, seed: int) ->
 
 def _decode(preset: PresetConfig, codes: np.ndarray, prompts: list[str], dit_dir, vae_dir,
             out_dir: Path) -> np.ndarray:
-    from dlc.stages.sample_dit import decode_codes
+    from dlc.generation.images import decode_codes
 
     metadata = {"L": preset.sem.length, "V": preset.sem.vocab, "dataset": None, "split": "text",
                 "producer": {"stage": "dlc text2code", **to_dict(preset.text.sample)}}
@@ -250,7 +250,7 @@ def study_prompts(holdout: list[list[str]], frame: pd.DataFrame,
 
 def study(preset: PresetConfig, model_dir, codes_dir, dit_dir, vae_dir, judge_dir, out,
           grid) -> dict:
-    from dlc.stages.train_judge import agreement, load_judge, predict
+    from dlc.models.judge import agreement, load_judge, predict
 
     holdout = preset.data.shapes.holdout if preset.data.shapes else None
     if not holdout:

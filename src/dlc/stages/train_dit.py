@@ -34,11 +34,10 @@ from dlc.data.images import collate_skipping
 from dlc.data.latents import LatentCache, LatentCodePairs
 from dlc.data.multicrop import NormalizedTensor
 from dlc.data.sources import CentredImages, ImageTable
-from dlc.diffusion.gaussian import GaussianDiffusion, classifier_free_guidance
-from dlc.models.dit import SIZES, DiT
-from dlc.models.vae import decode, load_vae
-from dlc.stages.train_sem import load_encoder
-from dlc.stages.train_vae import REPORT, vae_location
+from dlc.diffusion.gaussian import GaussianDiffusion, build_process, sample_latents
+from dlc.models.dit import DiT, build_dit, condition_inputs
+from dlc.models.sem import load_encoder
+from dlc.models.vae import REPORT, decode, load_vae, vae_location
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
@@ -48,29 +47,6 @@ from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
 GRID_CODES = 16   # fixed training codes decoded into the progress grids
-
-
-def build_model(cfg: DiTConfig, latent_shape, length: int, vocab: int,
-                condition: str = "code", feature_dim: int = 0, align_features: int = 0) -> DiT:
-    """The DiT of the params; `align_features` > 0 adds REPA's projector (training only: the
-    saved model has none)."""
-    channels, side, _ = latent_shape
-    repa = cfg.repa if align_features else None
-    return DiT(SIZES[cfg.size], side, channels, cfg.patch, cfg.diffusion.learn_sigma,
-               condition=condition, code_length=length, code_vocab=vocab,
-               feature_dim=feature_dim, code_init_std=cfg.code_init_std,
-               align_depth=repa.depth if repa else 0, align_width=repa.width if repa else 0,
-               align_features=align_features)
-
-
-def condition_inputs(condition: str, codes: torch.Tensor,
-                     features: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """The DiT's keyword arguments for a batch: its codes, its features, or nothing."""
-    if condition == "code":
-        return {"codes": codes}
-    if condition == "features":
-        return {"features": features}
-    return {}
 
 
 def null_condition_dropout(condition: torch.Tensor, probability: float, null,
@@ -91,42 +67,6 @@ def parameter_groups(model: DiT, code_lr_mult: float) -> list[dict]:
     if table:
         groups.append({"params": table, "lr_mult": code_lr_mult})
     return groups
-
-
-def build_process(cfg: DiTConfig) -> GaussianDiffusion:
-    """DiT's process: the discretised decoder likelihood at t = 0, as its reference code."""
-    d = cfg.diffusion
-    return GaussianDiffusion.from_schedule(d.schedule, d.steps, learn_sigma=d.learn_sigma,
-                                           vlb_weight=d.vlb_weight, decoder="discretized",
-                                           min_snr_gamma=d.min_snr_gamma,
-                                           prediction=d.prediction)
-
-
-def load_model(cfg: DiTConfig, run: str | Path, length: int, vocab: int) -> tuple[DiT, dict]:
-    """(EMA model, meta) of a trained run; fails naming the run or file if it does not fit
-    cfg and the code shape L x V."""
-    run = Path(run)
-    meta = dio.read_json(run / "meta.json")
-    checkpoint.check_code_shape(run, meta, length, vocab)
-    model = build_model(cfg, meta["latent_shape"], meta["L"], meta["V"], meta["condition"],
-                        meta.get("feature_dim", 0))
-    return checkpoint.load_weights(model, run / "model.safetensors", "the dit params"), meta
-
-
-def sample_latents(cfg: DiTConfig, model: DiT, process: GaussianDiffusion,
-                   condition: dict, null: dict, shape, generator: torch.Generator,
-                   device: torch.device, autocast) -> torch.Tensor:
-    """Latents for one batch of conditions: respaced ancestral/DDIM sampling with CFG."""
-    s = cfg.sample
-
-    def network(x, t, **kwargs):
-        with autocast:
-            return model(x, t, **kwargs).float()
-
-    guided = classifier_free_guidance(network, s.cfg_scale, null, s.cfg_max_t)
-    return process.respaced(s.steps).sample_loop(guided, shape, s.sampler,
-                                                 generator=generator, device=device,
-                                                 **condition)
 
 
 def alignment_targets(cfg: DiTConfig, sem: SEMConfig, encoder_path: str | Path,
@@ -186,8 +126,8 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         targets = alignment_targets(cfg, sem, encoder, images, cache, procs.device)
 
     torch.manual_seed(t.seed)
-    model = build_model(cfg, cache.shape, length, vocab, condition, feature_dim,
-                        0 if targets is None else targets.shape[-1]).to(procs.device)
+    model = build_dit(cfg, cache.shape, length, vocab, condition, feature_dim,
+                      0 if targets is None else targets.shape[-1]).to(procs.device)
     model.grad_checkpointing = t.grad_checkpointing
     ema = make_ema(model)
     process = build_process(cfg)

@@ -3,9 +3,8 @@ data. Trained on the train split (random horizontal flips; AdamW with a one-cycl
 summed cross-entropy of the heads), scored on judge.eval_split. Outputs in the run folder:
 judge.safetensors, judge.json (classes of every head, held-out accuracy per attribute).
 
-`predict` and `agreement` are what later stages use: the attribute classes a judge sees in
-images, and how often they equal the attributes of reference rows (the source images of the
-codes an image was generated from).
+Later stages load it with `dlc.models.judge.load_judge` and score images with `predict` and
+`agreement` there.
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ from tqdm.auto import tqdm
 from dlc import io as dio
 from dlc.config import JudgeConfig, to_dict
 from dlc.data.sources import ImageTable
-from dlc.models.judge import AttributeJudge
+from dlc.models.judge import REPORT, WEIGHTS, AttributeJudge, agreement, predict
 from dlc.models.vae import to_model_range
 from dlc.train import checkpoint
 
 log = logging.getLogger(__name__)
-WEIGHTS, REPORT = "judge.safetensors", "judge.json"
 
 
 def _targets(frame: pd.DataFrame, classes: dict[str, list[str]]) -> torch.Tensor:
@@ -42,44 +40,9 @@ def _targets(frame: pd.DataFrame, classes: dict[str, list[str]]) -> torch.Tensor
     return torch.from_numpy(np.stack(columns, axis=1))
 
 
-@torch.no_grad()
-def predict(judge: AttributeJudge, images: np.ndarray, classes: dict[str, list[str]],
-            batch_size: int = 512) -> pd.DataFrame:
-    """(N, H, W, 3) uint8 -> one column of predicted class names per attribute."""
-    judge.eval()
-    device = next(judge.parameters()).device
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in classes}
-    for first in range(0, len(images), batch_size):
-        logits = judge(to_model_range(images[first:first + batch_size]).to(device))
-        for name in classes:
-            outputs[name].append(logits[name].argmax(dim=1).cpu().numpy())
-    return pd.DataFrame({name: np.asarray(classes[name])[np.concatenate(parts)]
-                         for name, parts in outputs.items()})
-
-
-def agreement(predicted: pd.DataFrame, reference: pd.DataFrame) -> dict[str, float]:
-    """Fraction of rows whose predicted attribute equals the reference's, per attribute, and
-    for all attributes at once."""
-    matches = {name: (predicted[name].to_numpy() == reference[name].astype(str).to_numpy())
-               for name in predicted.columns}
-    result = {name: float(match.mean()) for name, match in matches.items()}
-    result["all"] = float(np.logical_and.reduce(list(matches.values())).mean())
-    return result
-
-
 def write_none(out_dir: str | Path, reason: str) -> None:
     """A judge.json that says this preset has no judge (the workflow's DAG stays the same)."""
     dio.write_json(Path(out_dir) / REPORT, {"classes": None, "reason": reason})
-
-
-def load_judge(run: str | Path) -> tuple[AttributeJudge | None, dict]:
-    """(judge in eval mode, its report); (None, report) when the preset has none."""
-    run = Path(run)
-    report = dio.read_json(run / REPORT)
-    if report["classes"] is None:
-        return None, report
-    judge = AttributeJudge({k: len(v) for k, v in report["classes"].items()}, report["width"])
-    return checkpoint.load_weights(judge, run / WEIGHTS, "its judge.json"), report
 
 
 def train(cfg: JudgeConfig, images_path: str | Path, resolution: int,

@@ -22,7 +22,7 @@ from dlc import io as dio
 from dlc.config import SEDDConfig, to_dict
 from dlc.data.codes import read_codes
 from dlc.diffusion.absorbing import AbsorbingDiffusion
-from dlc.models.sedd import SIZES, SEDDTransformer
+from dlc.models.sedd import build_sedd
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
@@ -30,21 +30,6 @@ from dlc.train.schedules import lr_factor
 from dlc.viz import loss_curve
 
 log = logging.getLogger(__name__)
-
-
-def build_model(cfg: SEDDConfig, length: int, vocab: int) -> SEDDTransformer:
-    return SEDDTransformer(vocab, length, SIZES[cfg.size], dropout=cfg.dropout)
-
-
-def load_model(cfg: SEDDConfig, run: str | Path, length: int,
-               vocab: int) -> tuple[SEDDTransformer, dict]:
-    """(EMA model, meta) of a trained run; fails naming the run or file if it does not fit
-    cfg and the code shape L x V."""
-    run = Path(run)
-    meta = dio.read_json(run / "meta.json")
-    checkpoint.check_code_shape(run, meta, length, vocab)
-    model = build_model(cfg, meta["L"], meta["V"])
-    return checkpoint.load_weights(model, run / "model.safetensors", "the sedd params"), meta
 
 
 def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
@@ -61,7 +46,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
                                   "codes": str(codes_dir), "rows": len(data)})
 
     torch.manual_seed(t.seed)
-    model = build_model(cfg, length, vocab).to(procs.device)
+    model = build_sedd(cfg, length, vocab).to(procs.device)
     ema = make_ema(model)
     process = AbsorbingDiffusion(vocab)
     student: nn.Module = model

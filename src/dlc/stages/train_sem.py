@@ -27,35 +27,13 @@ from dlc import io as dio
 from dlc.config import SEMConfig, to_dict
 from dlc.data.multicrop import MultiCropDataset, collate_crops
 from dlc.data.sources import ImageTable
-from dlc.models.sem import SEMEncoder, build_backbone
+from dlc.models.sem import SEMEncoder, build_encoder
 from dlc.train import checkpoint, distributed, ssl
 from dlc.train.batches import StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
-
-
-def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
-    """The SEM encoder of these params (backbone weights from the local file if one is set
-    and `pretrained`; later stages load a trained encoder.safetensors over it instead)."""
-    b = cfg.backbone
-    backbone = build_backbone(b.name, b.img_size, b.weights if pretrained else None,
-                              drop_path=b.drop_path, stem_channels=b.conv_stem,
-                              patch_size=b.patch_size,
-                              embed_dim=b.embed_dim, depth=b.depth, num_heads=b.num_heads,
-                              reg_tokens=b.reg_tokens)
-    h = cfg.head
-    return SEMEncoder(backbone, cfg.length, cfg.vocab, cfg.tau, h.prototypes, h.hidden,
-                      h.bottleneck, h.layers, nce_head=cfg.loss.nce_weight > 0)
-
-
-def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:
-    """A trained encoder (teacher weights); fails naming the file if it does not fit cfg."""
-    path = Path(path)
-    if not path.is_file():  # checked first: building the paper's encoder takes a while
-        raise FileNotFoundError(f"{path}: encoder weights not found (run `dlc train-sem`)")
-    return checkpoint.load_weights(build_encoder(cfg, pretrained=False), path, "the sem params")
 
 
 class MultiView(nn.Module):

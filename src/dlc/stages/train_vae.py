@@ -28,28 +28,26 @@ from tqdm.auto import tqdm
 from dlc import io as dio
 from dlc.config import VAEConfig, to_dict
 from dlc.data.sources import ImageTable
-from dlc.models.vae import build_vae, decode, encode, load_vae, psnr, scaling_factor, to_model_range
+from dlc.models.vae import (
+    MODEL,
+    REPORT,
+    build_vae,
+    decode,
+    encode,
+    load_vae,
+    psnr,
+    scaling_factor,
+    to_model_range,
+    vae_location,
+    weights_sha256,
+)
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
-MODEL = "model"          # <out>/model/: the trained VAE as a diffusers folder
-REPORT = "vae.json"
 SCALE_IMAGES = 2048      # training images whose latents set the scaling factor
-
-
-def vae_location(cfg: VAEConfig, vae_dir: str | Path) -> str:
-    """Where later stages load the VAE from: the trained folder, or the pretrained one."""
-    return str(Path(vae_dir) / MODEL) if cfg.source == "train" else str(cfg.pretrained)
-
-
-def weights_sha256(location: str) -> str | None:
-    """Hash of a diffusers folder's weight files (None for a hub id)."""
-    folder = Path(location)
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return dio.sha256_json([dio.sha256_file(f) for f in files]) if files else None
 
 
 def _loss(vae, images: torch.Tensor, cfg: VAEConfig, autocast) -> tuple[torch.Tensor, dict]:

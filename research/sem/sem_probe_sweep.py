@@ -1,8 +1,8 @@
-"""SEM settings against the linear probe (issue 3): for each named set of overrides of the
+"""SEM settings against the linear probe: for each named set of overrides of the
 tiny preset's `sem` params, train the encoder, extract the train and test codes and probe
 them; one JSON row per run (training seconds, top-1 on codes and on features per target).
 
-    .venv/bin/python benchmarks/sem_probe_sweep.py --run baseline \\
+    .venv/bin/python research/sem/sem_probe_sweep.py --run baseline \\
         --run sinkhorn sem.head.centering=sinkhorn sem.head.prototypes=256
 
 Overrides are dotted keys under the preset (`sem.train.steps=640`), values in YAML, checked
@@ -88,7 +88,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--images", default="results/tiny/data/images.parquet")
     parser.add_argument("--work", default=f"results/{name}")
-    parser.add_argument("--out", default=f"benchmarks/results/{name}.json")
+    parser.add_argument("--out", default=f"research/results/{name}.json")
 
 
 def append_row(out: Path, row: dict, overrides: list[str]) -> None:

@@ -1,14 +1,14 @@
-"""benchmarks/sem_argmax_loss.py at micro size: the four readings of a trained encoder and the
+"""research/sem/sem_argmax_loss.py at micro size: the four readings of a trained encoder and the
 probe on each."""
+
+from conftest import import_research
 
 from dlc import config
 from dlc.stages import data, train_sem
 
-from .conftest import import_benchmark
-
 
 def test_every_reading_is_probed(micro, tmp_path):
-    bench = import_benchmark("sem_argmax_loss")
+    bench = import_research("sem_argmax_loss")
     preset = config.parse(micro, "micro params").active
     data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     run = train_sem.train(preset.sem, tmp_path / "images.parquet", tmp_path / "sem")

@@ -6,7 +6,7 @@
 # gives 0.95 in ten minutes and the earlier preset ~0.25 (docs/sem_tiny_study.md). Rows go to
 # $OUT/sem_probe_sweep_gpu.json. About 8 minutes on one H200 (data loading bound: 14 workers).
 #
-#   bash benchmarks/gpu_shape_sweep.sh      (on the GPU machine, from the repository root)
+#   bash research/sem/gpu_shape_sweep.sh      (on the GPU machine, from the repository root)
 set -u
 LOG_NAME=gpu_shape_sweep
 source benchmarks/gpu_env.sh
@@ -21,7 +21,7 @@ EARLIER="sem.loss.nce_weight=0 sem.crops.object_paste=0 sem.loss.dino_weight=1.0
   sem.crops.local_crops=2 sem.crops.global_scale=[0.5,1.0]"
 for run in "recipe" "dino_ibot $EARLIER"; do
   # shellcheck disable=SC2086  # the overrides are meant to split into arguments
-  timeout 290 python3 benchmarks/sem_probe_sweep.py --images /tmp/shapes/images.parquet \
+  timeout 290 python3 research/sem/sem_probe_sweep.py --images /tmp/shapes/images.parquet \
     --work /tmp/sweep --out "$OUT/sem_probe_sweep_gpu.json" --run $run $SCALE 2>&1 \
     | tail -n 3 | tee -a "$LOG"
 done

@@ -1,21 +1,21 @@
 """How fast can the tiny SEM backbone learn shape at all? The same ViT, trained with the shape
 labels (cross-entropy on the CLS token, AdamW, batch and image size of the tiny preset,
 horizontal flips): test top-1 on shape along the way. This is the ceiling that
-self-distillation is measured against (issue 3: the probe's shape target): a number of steps
+self-distillation is measured against (the probe's shape target): a number of steps
 below which no self-supervised run of that backbone can be expected to know shape.
 
 Both timm's patch embedding (the earlier preset's) and the convolutional stem (the preset's,
 `sem.backbone.conv_stem: 32`).
 Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by default). Writes
-benchmarks/results/sem_shape_ceiling.json.
+research/results/sem_shape_ceiling.json.
 
 `--read` moves the classifier to what self-distillation trains through: `summary` (the CLS and
 register tokens, concatenated: the SEM head's input), `sem` (the SEM embedding, where the DINO
 head sits) or `sem_norm_off` (the same without the head's LayerNorm over L*V); the whole
 encoder is then trained, and the results go to sem_shape_ceiling_<read>.json.
 
-    .venv/bin/python benchmarks/sem_shape_ceiling.py
-    .venv/bin/python benchmarks/sem_shape_ceiling.py --read sem --stems patch_embedding \\
+    .venv/bin/python research/sem/sem_shape_ceiling.py
+    .venv/bin/python research/sem/sem_shape_ceiling.py --read sem --stems patch_embedding \\
         --evaluate-at 0,160,320,640
 """
 
@@ -34,8 +34,7 @@ from torch import nn
 from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import SHAPES, decode_images, read_table
-from dlc.models.sem import SEMEncoder
-from dlc.stages.train_sem import build_encoder
+from dlc.models.sem import SEMEncoder, build_encoder
 
 WARMUP_STEPS = 30
 READS = ("cls", "summary", "sem", "sem_norm_off")
@@ -111,13 +110,13 @@ def main() -> None:
     parser.add_argument("--images", default="results/tiny/data/images.parquet")
     parser.add_argument("--evaluate-at", default="0,160,320,640,1000,1500")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--out", help="default: benchmarks/results/sem_shape_ceiling.json, "
+    parser.add_argument("--out", help="default: research/results/sem_shape_ceiling.json, "
                         "or sem_shape_ceiling_<read>.json with --read")
     parser.add_argument("--read", default="cls", choices=READS)
     parser.add_argument("--stems", nargs="+", default=list(STEMS), choices=list(STEMS))
     args = parser.parse_args()
     suffix = "" if args.read == "cls" else f"_{args.read}"
-    out = args.out or f"benchmarks/results/sem_shape_ceiling{suffix}.json"
+    out = args.out or f"research/results/sem_shape_ceiling{suffix}.json"
     sem = config.load("params.yaml").presets["tiny"].sem
     frame, _ = read_table(args.images)  # read once, split here
     train, test = (shape_data(frame[frame["split"] == split]) for split in ("train", "test"))

@@ -1,10 +1,10 @@
-"""Remedies tried against the shape suppression of issue 3 (the probe's shape target), each a
+"""Remedies tried against the shape suppression the probe measures (its shape target), each a
 patch of the train-sem stage held for one run of the tiny preset: train, extract the codes,
 probe them (`sem_probe_sweep.sweep_one`); one JSON row per remedy. None of them is part of the
 product: they are measured negative results, kept so that every number of docs/sem_tiny_study.md
 can be rerun, on the dataset or at another scale (`--set sem.train.batch_size=1024 ...` on a GPU).
 
-    .venv/bin/python benchmarks/sem_remedies.py --remedies colour_all standardise+koleo_queue \\
+    .venv/bin/python research/sem/sem_remedies.py --remedies colour_all standardise+koleo_queue \\
         --set sem.train.threads=1
 
 `--help` lists the remedies; docs/sem_tiny_study.md ("Remedies that did not lift it") gives

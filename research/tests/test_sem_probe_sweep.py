@@ -1,17 +1,16 @@
-"""benchmarks/sem_probe_sweep.py at micro size: a run's row, and its trace of the student and
+"""research/sem/sem_probe_sweep.py at micro size: a run's row, and its trace of the student and
 the teacher along the run (every checkpoint kept)."""
 
 import pytest
+from conftest import import_research
 
 from dlc import config
 from dlc.stages import data
 
-from .conftest import import_benchmark
-
 
 @pytest.fixture(scope="module")
 def sweep():
-    return import_benchmark("sem_probe_sweep")
+    return import_research("sem_probe_sweep")
 
 
 def test_trace_probes_student_and_teacher_at_every_checkpoint(sweep, micro, tmp_path):

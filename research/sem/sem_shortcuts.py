@@ -1,4 +1,4 @@
-"""Which attributes keep self-distillation from learning shape? (issue 3: the probe's shape
+"""Which attributes keep self-distillation from learning shape? (the probe's shape
 target). The shapes table is re-rendered with some attributes held fixed (the same shapes,
 sizes and positions, drawn white, or on plain black), so that only the others can tell two
 images apart; then the tiny preset's train-sem, extract-codes and probe run on each variant
@@ -7,8 +7,8 @@ attributes that vary. One JSON row per variant. Every variant, `full` included, 
 `rerender` from the table's columns (positions stored as float32: 12 of the first 3,000 images
 of `dlc data` differ from theirs, by one level in some pixel), so all come from one pipeline.
 
-    .venv/bin/python benchmarks/sem_shortcuts.py                     # every variant
-    .venv/bin/python benchmarks/sem_shortcuts.py --variants plain full --set sem.train.threads=1
+    .venv/bin/python research/sem/sem_shortcuts.py                     # every variant
+    .venv/bin/python research/sem/sem_shortcuts.py --variants plain full --set sem.train.threads=1
 
 Needs the shapes table of `dlc data` (results/tiny/data/images.parquet by default).
 """

@@ -1,4 +1,4 @@
-"""Where a trained SEM encoder's codes lose what it knows (issue 3): the linear probe of the
+"""Where a trained SEM encoder's codes lose what it knows: the linear probe of the
 preset on four readings of the same images, each a step further down the encoder,
 
 - `summary`: the SEM head's input, the pre-final-norm CLS and register tokens concatenated;
@@ -8,9 +8,9 @@ preset on four readings of the same images, each a step further down the encoder
 
 with, per position, the mean of the largest probability and the number of tokens that win
 somewhere in the training images. A gap between `probabilities` and `codes` is what the argmax
-throws away. Writes benchmarks/results/sem_argmax_loss.json (one row per --name, appended).
+throws away. Writes research/results/sem_argmax_loss.json (one row per --name, appended).
 
-    .venv/bin/python benchmarks/sem_argmax_loss.py --name L128 \\
+    .venv/bin/python research/sem/sem_argmax_loss.py --name L128 \\
         --encoder results/tiny/sem/encoder.safetensors --images results/tiny/data/images.parquet
 """
 
@@ -27,8 +27,8 @@ from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import decode_images, read_table
 from dlc.metrics.probe import probe_codes, probe_features
+from dlc.models.sem import load_encoder
 from dlc.stages import probe as probe_stage
-from dlc.stages.train_sem import load_encoder
 
 
 @torch.no_grad()
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/sem_argmax_loss.json", type=Path)
+    parser.add_argument("--out", default="research/results/sem_argmax_loss.json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     preset = config.load(args.params, args.preset).active

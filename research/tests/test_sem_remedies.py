@@ -1,17 +1,16 @@
-"""The view transforms, masks and loss of benchmarks/sem_remedies.py (issue 3's measured
+"""The view transforms, masks and loss of research/sem/sem_remedies.py (the measured
 remedies): what each promises, on hand-made inputs."""
 
 import pytest
 import torch
+from conftest import import_research
 
 from dlc.train.ssl import random_patch_mask
-
-from .conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def remedies():
-    return import_benchmark("sem_remedies")
+    return import_research("sem_remedies")
 
 
 def square_image(top: int, left: int, side: int = 8, size: int = 32) -> torch.Tensor:
