@@ -7,6 +7,7 @@ params in the repository root).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -49,5 +50,7 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     folder = workspace(Path(sys.argv[1]), micro_params())
-    bin_dir = Path(sys.executable).parent
-    sys.exit(subprocess.call([str(bin_dir / "snakemake"), "-c2"], cwd=folder))
+    bin_dir = Path(sys.executable).parent  # this environment's snakemake and dlc
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    sys.exit(subprocess.call([str(bin_dir / "snakemake"), "-c2"], cwd=folder,
+                             env={**os.environ, "PATH": path}))
