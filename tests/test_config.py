@@ -27,6 +27,16 @@ def test_schema_file_is_generated_from_config():
     assert on_disk == config.json_schema_text(), "run `dlc schema`"
 
 
+def test_configuration_reference_is_generated_from_config():
+    on_disk = (ROOT / config.REFERENCE_PATH).read_text()
+    assert on_disk == config.reference_markdown(), "run `dlc schema`"
+    text = config.reference_markdown()
+    assert "| `presets.<name>.dit.repa` | mapping or null |" in text
+    assert "| `presets.<name>.dit.repa.weight` | number > 0 |" in text
+    assert "| `toy.train.ema_decay` | number in [0, 1] |" in text
+    assert "| `presets.<name>.resources.<rule>.gpu` | integer >= 0 |" in text
+
+
 def test_schema_accepts_params_and_rejects_what_config_rejects(micro):
     schema = json.loads(config.json_schema_text())
     jsonschema.validate(yaml.safe_load((ROOT / "params.yaml").read_text()), schema)

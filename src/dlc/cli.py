@@ -212,17 +212,21 @@ def _train_judge(args, cfg: config.Config) -> None:
 
 
 def _schema(args, cfg: config.Config | None) -> None:
-    text = config.json_schema_text()
+    """The JSON schema and the configuration reference, both generated from config.py."""
+    outputs = {Path(args.out): config.json_schema_text(),
+               Path(args.reference): config.reference_markdown()}
     if args.check:
-        current = Path(args.out).read_text() if Path(args.out).is_file() else ""
-        if current != text:
-            raise config.ConfigError(f"{args.out}: out of date; run `dlc schema`")
-        print(f"{args.out} is up to date")
+        stale = [str(path) for path, text in outputs.items()
+                 if not path.is_file() or path.read_text() != text]
+        if stale:
+            raise config.ConfigError(f"{', '.join(stale)}: out of date; run `dlc schema`")
+        print(f"{', '.join(map(str, outputs))} are up to date")
         return
     from dlc.io import write_bytes
 
-    write_bytes(args.out, text.encode())
-    print(f"wrote {args.out}")
+    for path, text in outputs.items():
+        write_bytes(path, text.encode())
+        print(f"wrote {path}")
 
 
 def _report(args, cfg: config.Config) -> None:
@@ -507,9 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="images table written by `dlc data`")
     p.add_argument("--out", required=True, help="folder: judge.safetensors, judge.json")
 
-    p = stage("schema", _schema, "write (or --check) the JSON schema of params.yaml",
-              needs_params=False)
+    p = stage("schema", _schema, "write (or --check) the JSON schema of params.yaml and the "
+              "configuration reference, both from src/dlc/config.py", needs_params=False)
     p.add_argument("--out", default=str(config.SCHEMA_PATH), help="default: %(default)s")
+    p.add_argument("--reference", default=str(config.REFERENCE_PATH),
+                   help="default: %(default)s")
     p.add_argument("--check", action="store_true", help="fail if the file is out of date")
 
     p = stage("report", _report,
