@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.conftest import micro_params  # noqa: E402  (the micro sizes the tests use)
+from tests.micro_dag import workspace  # noqa: E402
 
 VOLATILE_KEYS = {"images_per_s", "seconds", "elapsed_s", "git_rev", "python", "host",
                  "sequences_per_s", "duration_s", "started", "finished", "time_s"}
@@ -48,13 +48,7 @@ TARGETS = ["results/tiny/fid_dlc.json", "results/tiny/fid_encode_decode.json",
 
 def prepare(folder: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for name in ("Snakefile",):
-        shutil.copy(ROOT / name, folder / name)
-    for name in ("workflow", "envs"):
-        shutil.copytree(ROOT / name, folder / name)
-    (folder / "params.yaml").write_text(yaml.safe_dump(micro_params(), sort_keys=False))
-    return folder
+    return workspace(folder, micro_params())
 
 
 def snakemake(folder: Path) -> subprocess.Popen:

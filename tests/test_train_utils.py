@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dlc.train import checkpoint
+from dlc.train.batches import task_share
 from dlc.train.ema import make_ema, update_ema
 from dlc.train.schedules import lr_factor
 
@@ -85,3 +86,11 @@ def test_a_damaged_checkpoint_is_skipped_for_the_one_before_it(tmp_path, damage)
     state = checkpoint.load_latest(tmp_path, fresh_model, fresh_ema, "hash-a")
     assert state["step"] == 10
     torch.testing.assert_close(fresh_model.weight, model.weight - 1.0)
+
+
+def test_task_shares_cover_every_piece_once_and_a_bad_task_is_refused():
+    shares = [task_share(10, task, 3) for task in range(3)]
+    assert shares[1] == [1, 4, 7]
+    assert sorted(i for share in shares for i in share) == list(range(10))
+    with pytest.raises(ValueError, match="task 3 is not in"):
+        task_share(10, 3, 3)

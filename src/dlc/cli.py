@@ -242,12 +242,18 @@ def _params(args, cfg: config.Config) -> None:
                           "active": config.to_dict(cfg.active)}, sort_keys=False))
 
 
-def _eta_and_tasks(p: argparse.ArgumentParser, unit: str, what: str) -> None:
-    p.add_argument("--remask-eta", type=float,
-                   help="replace sedd.sample.remask_eta (the eta sweep; 0 = plain sampler)")
+def _tasks(p: argparse.ArgumentParser, what: str) -> None:
+    """--task k --tasks n: the work split over n processes or SLURM array tasks."""
     p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
     p.add_argument("--tasks", type=int, default=1,
-                   help=f"number of tasks n; task k makes the {what} with {unit} mod n = k")
+                   help=f"number of tasks n; of {what}, task k makes number i when "
+                        "i mod n = k")
+
+
+def _eta_and_tasks(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--remask-eta", type=float,
+                   help="replace sedd.sample.remask_eta (the eta sweep; 0 = plain sampler)")
+    _tasks(p, what)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,10 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="images table written by `dlc data`")
     p.add_argument("--encoder", required=True, help="encoder.safetensors from train-sem")
     p.add_argument("--out", required=True, help="codes folder, one sub-folder per split")
-    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
-    p.add_argument("--tasks", type=int, default=1,
-                   help="number of tasks n; task k writes the shards s with s mod n = k, and "
-                        "the task that finds every shard written writes each manifest")
+    _tasks(p, "the shards (whichever task finds them all written writes the manifests)")
 
     p = stage("probe", _probe,
               "linear probes on one-hot codes and on continuous features (probe.* params)")
@@ -336,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sedd.reference_split), for --report")
     p.add_argument("--report", help="JSON comparison with the real codes")
     p.add_argument("--figure", help="PNG of per-position token frequencies, real vs generated")
-    _eta_and_tasks(p, "shard b", "code shards")
+    _eta_and_tasks(p, "the code shards")
 
     p = stage("generate", _generate,
               "images from nothing: SEDD codes (sedd.sample.*, <out>/codes) -> DiT "
@@ -347,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae", required=True, help="VAE folder of train-vae (vae.json)")
     p.add_argument("--out", required=True,
                    help="folder: codes/, samples.npz, images/, samples.json, grid.png, shards/")
-    _eta_and_tasks(p, "batch b", "code shards and image batches")
+    _eta_and_tasks(p, "the code shards and image batches")
 
     p = stage("evaluate", _evaluate,
               "generated images against the real reference in every evaluate.extractors "
@@ -443,8 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="folder for reference features, keyed by content hash")
     p.add_argument("--include", nargs="*", default=[],
                    help="evaluate JSONs of generated samples that stand for their own point")
-    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
-    p.add_argument("--tasks", type=int, default=1, help="number of tasks n (default 1)")
+    _tasks(p, "the (eta, seed) points")
 
     p = stage("eta-curve", _eta_curve,
               "the eta sweep's parts gathered: distance vs eta, mean and std over seeds, as "
@@ -500,9 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="images table, for a grid of the codes' source images")
     p.add_argument("--judge", help="train-judge folder: score the attributes of the samples "
                                    "against their codes' source attributes")
-    p.add_argument("--task", type=int, default=0, help="this task's number k (default 0)")
-    p.add_argument("--tasks", type=int, default=1,
-                   help="number of tasks n; task k samples batches b with b mod n = k")
+    _tasks(p, "the image batches")
 
     p = stage("train-judge", _train_judge,
               "train the attribute classifier (judge.* params) that scores generated images "

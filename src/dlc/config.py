@@ -469,8 +469,8 @@ class GaussianProcessConfig:
     vlb_weight: float = _doc("lambda of L_simple + lambda * T * L_t (DiT: 0.001)", minimum=0)
     prediction: Literal["eps", "v"] = _doc("what the network predicts: the noise epsilon "
                                            "(DiT) or v = sqrt(abar) eps - sqrt(1 - abar) x_0")
-    min_snr_gamma: float | None = _doc("weight each step's epsilon MSE by min(SNR, gamma) / SNR "
-                                       "(Min-SNR; 5 in its paper); null: uniform (DiT)",
+    min_snr_gamma: float | None = _doc("weight each step's MSE to min(SNR, gamma) times the x_0 "
+                                       "error (Min-SNR; 5 in its paper); null: uniform (DiT)",
                                        **_positive())
 
 
@@ -767,13 +767,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _nullable(tp: Any) -> Any:
+    """X for a field typed `X | None`, else None."""
+    if typing.get_origin(tp) not in (types.UnionType, typing.Union):
+        return None
+    (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+    return inner
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key)
+    if (inner := _nullable(tp)) is not None:
+        return None if value is None else _convert(value, inner, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
@@ -871,12 +876,14 @@ def to_dict(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # JSON schema for Snakemake's `validate`, generated from the dataclasses above
 # --------------------------------------------------------------------------------------------
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
 def _schema(tp: Any, meta: dict | None = None) -> dict:
     meta = meta or {}
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     out: dict[str, Any]
-    if origin in (types.UnionType, typing.Union):
-        (inner,) = [a for a in args if a is not type(None)]
+    if (inner := _nullable(tp)) is not None:
         out = {"anyOf": [_schema(inner), {"type": "null"}]}
     elif origin is Literal:
         out = {"enum": list(args)}
@@ -895,7 +902,7 @@ def _schema(tp: Any, meta: dict | None = None) -> dict:
                            for f in dataclasses.fields(tp)},
         }
     else:
-        out = {"type": {bool: "boolean", int: "integer", float: "number", str: "string"}[tp]}
+        out = {"type": JSON_TYPES[tp]}
     if "doc" in meta:
         out["description"] = meta["doc"]
     for ours, theirs in (("minimum", "minimum"), ("maximum", "maximum"),
@@ -937,8 +944,7 @@ name. `<name>` is a preset (`tiny`, `imagenet`), `<rule>` a workflow rule.
 def _type_text(tp: Any, meta: dict) -> str:
     """A field's type in words, with its range: `integer >= 1`, `one of linear, cosine`."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        (inner,) = [a for a in args if a is not type(None)]
+    if (inner := _nullable(tp)) is not None:
         return f"{_type_text(inner, meta)} or null"
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
@@ -946,7 +952,7 @@ def _type_text(tp: Any, meta: dict) -> str:
         return f"list of {_type_text(args[0], meta)}"
     if dataclasses.is_dataclass(tp):
         return "mapping"
-    text = {bool: "boolean", int: "integer", float: "number", str: "string"}[tp]
+    text = JSON_TYPES[tp]
     low = ("(", meta["minimum_exclusive"]) if "minimum_exclusive" in meta else (
         ("[", meta["minimum"]) if "minimum" in meta else None)
     if low and "maximum" in meta:
@@ -960,9 +966,7 @@ def _reference_rows(cls: type, prefix: str) -> list[str]:
     rows, hints = [], typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp, key, doc = hints[f.name], f"{prefix}{f.name}", f.metadata.get("doc", "")
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner = args[0] if len(args) == 1 and typing.get_origin(tp) in (
-            types.UnionType, typing.Union) else tp
+        inner = _nullable(tp) or tp
         if typing.get_origin(tp) is dict:
             below = "<name>" if f.name == "presets" else "<rule>"
             rows += _reference_rows(typing.get_args(tp)[1], f"{key}.{below}.")

@@ -22,6 +22,7 @@ from dlc.data import codes as codes_io
 from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.models.sedd import load_sedd
 from dlc.train import distributed
+from dlc.train.batches import task_share
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
              vocab: int, task: int = 0, tasks: int = 1) -> dict | None:
     """Sample this task's shards (b mod tasks = task); write the manifest once every shard
     exists and return it (None while other tasks' shards are missing)."""
-    if not 0 <= task < tasks:
-        raise ValueError(f"task {task} is not in [0, {tasks})")
     out_dir = Path(out_dir)
     s = cfg.sample
     torch.set_num_threads(cfg.train.threads)
@@ -78,7 +77,7 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     dtype = codes_io.numpy_dtype(vocab)
     starts = list(range(0, s.samples, s.batch_size))
     written = [codes_io.shard_name(batch) for batch in range(len(starts))]
-    mine = [batch for batch in range(len(starts)) if batch % tasks == task]
+    mine = task_share(len(starts), task, tasks)
     for batch in tqdm(mine, desc=f"sample-codes {task}/{tasks}", mininterval=5):
         first = starts[batch]
         path = out_dir / written[batch]

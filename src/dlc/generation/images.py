@@ -38,6 +38,7 @@ from dlc.models.dit import condition_inputs, load_dit
 from dlc.models.judge import agreement, load_judge, predict
 from dlc.models.vae import decode, load_vae, reconstruct, vae_location
 from dlc.train import distributed
+from dlc.train.batches import task_share
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     summary then, else None). With `judge` (a train-judge folder) and codes that carry the
     attribute columns, the summary scores how often each decoded image has its source's
     attributes."""
-    if not 0 <= task < tasks:
-        raise ValueError(f"task {task} is not in [0, {tasks})")
     out_dir, s = Path(out_dir), cfg.sample
     torch.set_num_threads(cfg.train.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -96,7 +95,7 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     shape = tuple(meta["latent_shape"])
     autocast = distributed.autocast(device, s.precision)
     starts = list(range(0, n, s.batch_size))
-    mine = [b for b in range(len(starts)) if b % tasks == task]
+    mine = task_share(len(starts), task, tasks)
     for batch in tqdm(mine, desc=f"sample-dit {task}/{tasks}", mininterval=5):
         first = starts[batch]
         rows = np.arange(first, min(first + s.batch_size, n))

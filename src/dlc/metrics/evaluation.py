@@ -109,15 +109,19 @@ class Reference:
         return features
 
 
+def fd_name(space: str) -> str:
+    """The Frechet distance's key in a space's metrics: FID only for Inception features."""
+    return "fid" if space == "inception" else "fd"
+
+
 def compare(space: str, generated: dict[str, np.ndarray], real: dict[str, np.ndarray],
             cfg: EvaluateConfig, reference_statistics: dict[str, np.ndarray] | None = None
             ) -> dict[str, float]:
     """Every metric of one feature space (features as `FeatureSpace.extract` gives them)."""
     reference_statistics = reference_statistics or {}
-    fd_name = "fid" if space == "inception" else "fd"
     real_stats = ((reference_statistics["mu"], reference_statistics["sigma"])
                   if "mu" in reference_statistics else statistics(real["pool"]))
-    result = {fd_name: frechet_distance(*statistics(generated["pool"]), *real_stats)}
+    result = {fd_name(space): frechet_distance(*statistics(generated["pool"]), *real_stats)}
     result.update(kernel_distance(generated["pool"], real["pool"], subsets=cfg.kid_subsets,
                                   subset_size=cfg.kid_subset_size))
     result.update(precision_recall(generated["pool"], real["pool"], cfg.prc_neighborhood))

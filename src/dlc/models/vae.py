@@ -110,12 +110,22 @@ def decode(vae, latents: torch.Tensor | np.ndarray, batch_size: int = 64,
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), np.uint8)
 
 
-def reconstruct(vae, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> their reconstructions through the posterior mean, uint8."""
+def reconstruct(vae, images: np.ndarray, batch_size: int = 64, posterior: str = "mean",
+                generator: torch.Generator | None = None) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> their reconstructions through the posterior mean (or a sample of
+    the posterior, drawn with `generator`), uint8."""
     device = next(vae.parameters()).device
-    latents = torch.cat([encode(vae, to_model_range(images[i:i + batch_size]).to(device), "mean")
+    latents = torch.cat([encode(vae, to_model_range(images[i:i + batch_size]).to(device),
+                                posterior, generator)
                          for i in range(0, len(images), batch_size)])
     return decode(vae, latents, batch_size)
+
+
+def latent_shape(vae, resolution: int) -> list[int]:
+    """(C, h, w) of the latents of a resolution x resolution image: each down block but the
+    last halves the side."""
+    side = resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+    return [vae.config.latent_channels, side, side]
 
 
 def psnr(reference: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:

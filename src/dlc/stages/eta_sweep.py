@@ -26,6 +26,7 @@ from dlc.config import PresetConfig
 from dlc.generation import codes as sample_codes
 from dlc.generation import images as sample_dit
 from dlc.metrics import evaluation as evaluate
+from dlc.train.batches import task_share
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,8 @@ def point_folder(eta: float, seed: int) -> str:
 def _seeded(preset: PresetConfig, eta: float, seed: int) -> PresetConfig:
     """The preset sampling eta_samples codes and images with that eta and seed."""
     n = preset.evaluate.eta_samples
-    sedd = sample_codes.with_remask_eta(preset.sedd, eta)
-    sedd = dataclasses.replace(sedd, sample=dataclasses.replace(sedd.sample, seed=seed,
-                                                                samples=n))
+    sedd = dataclasses.replace(preset.sedd, sample=dataclasses.replace(
+        preset.sedd.sample, remask_eta=eta, seed=seed, samples=n))
     dit = dataclasses.replace(preset.dit, sample=dataclasses.replace(preset.dit.sample,
                                                                      seed=seed, samples=n))
     return dataclasses.replace(preset, sedd=sedd, dit=dit,
@@ -56,8 +56,6 @@ def points(preset: PresetConfig) -> list[tuple[float, int]]:
 def run(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, images=None,
         judge_dir=None, cache_dir=None, include=(), task: int = 0, tasks: int = 1) -> Path:
     """This task's points into out_dir; returns out_dir/points.json (their fid.json paths)."""
-    if not 0 <= task < tasks:
-        raise ValueError(f"task {task} is not in [0, {tasks})")
     out_dir, e = Path(out_dir), preset.evaluate
     given = {}
     for path in include:
@@ -65,10 +63,8 @@ def run(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, images=None,
         if result["n"] == e.eta_samples:
             sampler = result["codes_sampler"]
             given[(sampler["remask_eta"], sampler["seed"])] = str(path)
-    results = []
-    for number, (eta, seed) in enumerate(points(preset)):
-        if number % tasks != task:
-            continue
+    results, every = [], points(preset)
+    for eta, seed in (every[number] for number in task_share(len(every), task, tasks)):
         if (eta, seed) in given:
             results.append(given[(eta, seed)])
             continue
@@ -91,8 +87,9 @@ def curve(parts: list[str | Path], out: str | Path, figure: str | Path) -> dict:
     return gather(results, out, figure)
 
 
-def _fd_name(space: str) -> str:
-    return "fid" if space == "inception" else "fd"
+def _spread(values: np.ndarray) -> float:
+    """Sample std over seeds (0 for one seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
 def gather(results: list[str | Path], out: str | Path, figure: str | Path) -> dict:
@@ -116,11 +113,10 @@ def gather(results: list[str | Path], out: str | Path, figure: str | Path) -> di
         mine = [point for point in points if point["remask_eta"] == eta]
         metrics = {}
         for space in spaces:
-            fd = np.array([p["metrics"][space][_fd_name(space)] for p in mine])
+            fd = np.array([p["metrics"][space][evaluate.fd_name(space)] for p in mine])
             kid = np.array([p["metrics"][space]["kid"] for p in mine])
-            spread = (lambda x: float(x.std(ddof=1)) if len(x) > 1 else 0.0)  # noqa: E731
-            metrics[space] = {"fd_mean": float(fd.mean()), "fd_std": spread(fd),
-                              "kid_mean": float(kid.mean()), "kid_std": spread(kid)}
+            metrics[space] = {"fd_mean": float(fd.mean()), "fd_std": _spread(fd),
+                              "kid_mean": float(kid.mean()), "kid_std": _spread(kid)}
         curve.append({"remask_eta": eta, "seeds": len(mine), "metrics": metrics})
     best = {space: min(curve, key=lambda c: c["metrics"][space]["fd_mean"])["remask_eta"]
             for space in spaces}
@@ -135,7 +131,7 @@ def _plot_sweep(curve: list[dict], spaces: list[str], n: int, path: str | Path) 
     figure, axes = plt.subplots(1, len(spaces), figsize=(4.5 * len(spaces), 3.5), squeeze=False)
     etas = [point["remask_eta"] for point in curve]
     for axis, space in zip(axes[0], spaces):
-        fd_name = _fd_name(space)
+        fd_name = evaluate.fd_name(space)
         axis.errorbar(etas, [c["metrics"][space]["fd_mean"] for c in curve],
                       yerr=[c["metrics"][space]["fd_std"] for c in curve], fmt="o-",
                       capsize=3, label=fd_name)

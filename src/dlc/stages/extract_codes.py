@@ -26,6 +26,7 @@ from dlc.data.multicrop import NormalizedTensor
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.models.sem import load_encoder
 from dlc.train import distributed
+from dlc.train.batches import check_task, task_share
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,7 @@ def run(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
         out_dir: str | Path, task: int = 0, tasks: int = 1) -> dict:
     """Every split in sem.extract.splits into out_dir/<split>/ (this task's shards); returns
     the manifests, None for a split whose other shards are not written yet."""
-    if not 0 <= task < tasks:
-        raise ValueError(f"task {task} is not in [0, {tasks})")
+    check_task(task, tasks)  # before the encoder loads
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(cfg.train.threads)
     encoder = load_encoder(cfg, encoder_path).to(device)
@@ -95,7 +95,7 @@ def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_
     def done(path: Path) -> bool:
         return path.is_file() and codes_io.shard_metadata(path).get("fingerprint") == fingerprint
 
-    mine = [index for index in range(len(shards)) if index % tasks == task]
+    mine = task_share(len(shards), task, tasks)
     for index in tqdm(mine, desc=f"extract {split} {task}/{tasks}", mininterval=5):
         if done(paths[index]):
             log.info("keeping %s (already written by this encoder)", paths[index])

@@ -137,10 +137,15 @@ def _claims(data: dict) -> tuple[list[str], dict]:
     return lines + [""], headline
 
 
+def _fd_key(metrics: dict) -> str:
+    """The Frechet distance's key in one space's metrics (fid in Inception space, else fd)."""
+    return "fid" if "fid" in metrics else "fd"
+
+
 def _generation_table(data: dict) -> list[str]:
     lines = []
-    for space in data["fid_dlc"]["metrics"]:
-        fd = "fid" if space == "inception" else "fd"
+    for space, metrics in data["fid_dlc"]["metrics"].items():
+        fd = _fd_key(metrics)
         rows = []
         for name in GENERATION_ROWS:
             m = data[f"fid_{name}"]["metrics"][space]
@@ -171,8 +176,7 @@ def _eta_table(eta: dict) -> tuple[list[str], list[dict]]:
     spaces = list(eta["curve"][0]["metrics"])
     header, rows, curve = ["eta", "seeds"], [], []
     for space in spaces:
-        fd = "fid" if space == "inception" else "fd"
-        header += [f"{space} {fd.upper()}", f"{space} KID"]
+        header += [f"{space} {'FID' if space == 'inception' else 'FD'}", f"{space} KID"]
     for point in eta["curve"]:
         row = [point["remask_eta"], point["seeds"]]
         flat = {"remask_eta": point["remask_eta"]}

@@ -32,10 +32,11 @@ from dlc.models.vae import (
     MODEL,
     REPORT,
     build_vae,
-    decode,
     encode,
+    latent_shape,
     load_vae,
     psnr,
+    reconstruct,
     scaling_factor,
     to_model_range,
     vae_location,
@@ -143,10 +144,7 @@ def evaluate(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> di
     generator = torch.Generator(device).manual_seed(cfg.cache.seed)
     scores, grid_pairs = {}, None
     for posterior in ("mean", "sample"):
-        latents = torch.cat([
-            encode(vae, to_model_range(images[i:i + 64]).to(device), posterior, generator)
-            for i in range(0, len(images), 64)])
-        reconstructions = decode(vae, latents, 64)
+        reconstructions = reconstruct(vae, images, 64, posterior, generator)
         values = psnr(images, reconstructions)
         scores[posterior] = {"psnr_mean": float(values.mean()),
                              "psnr_median": float(np.median(values)),
@@ -158,7 +156,7 @@ def evaluate(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> di
     report = {
         "location": location, "source": cfg.source, "vae_sha256": weights_sha256(location),
         "scaling_factor": scaling_factor(vae), "resolution": cfg.resolution,
-        "latent_shape": list(latents.shape[1:]), "eval_split": cfg.eval_split,
+        "latent_shape": latent_shape(vae, cfg.resolution), "eval_split": cfg.eval_split,
         "n": len(images), "reconstruction": scores,
         "parameters": sum(p.numel() for p in vae.parameters()),
         **dio.run_metadata({"vae": to_dict(cfg)})}

@@ -19,6 +19,18 @@ import numpy as np
 import torch
 
 
+def check_task(task: int, tasks: int) -> None:
+    if not 0 <= task < tasks:
+        raise ValueError(f"task {task} is not in [0, {tasks})")
+
+
+def task_share(count: int, task: int, tasks: int) -> list[int]:
+    """The pieces of 0..count-1 that task k of n makes, those i with i mod n = k: n processes
+    or SLURM array tasks split the work with no overlap and no gap."""
+    check_task(task, tasks)
+    return list(range(task, count, tasks))
+
+
 class EpochOrder:
     """k -> item index, a fresh permutation of the N items every epoch."""
 
