@@ -5,7 +5,7 @@
     snakemake --profile slurm results/toy/kld.json # the same, every job a SLURM job (submitit)
 
 Every value comes from params.yaml (checked against the schema generated from
-src/dlc/config.py); dvc.yaml runs the same commands (tests/test_workflow.py keeps them equal).
+src/dlc/config/); dvc.yaml runs the same commands (tests/test_workflow.py keeps them equal).
 """
 
 from snakemake.utils import min_version, validate

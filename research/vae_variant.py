@@ -62,7 +62,7 @@ def main() -> None:
     train_vae.train(cfg.vae, images, args.out / "vae")
     seconds = time.perf_counter() - start
     report = train_vae.evaluate(cfg.vae, images, args.out / "vae")
-    cache_latents.run(cfg.vae, images, args.out / "vae", args.out / "latents")
+    cache_latents.cache(cfg.vae, images, args.out / "vae", args.out / "latents")
     io.write_json(args.out / "variant.json", {
         "overrides": args.overrides, "train_seconds": round(seconds, 1),
         "psnr": report["reconstruction"],

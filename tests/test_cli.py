@@ -1,4 +1,7 @@
+import importlib
+import inspect
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -7,8 +10,7 @@ from dlc import cli
 
 from .conftest import ENV
 
-STAGES = ("data", "toy-train", "toy-eval", "toy-report", "train-sem", "extract-codes", "probe",
-          "train-sedd", "sample-codes", "schema", "params")
+STAGES = tuple(stage.name for stage in cli.STAGES) + ("schema", "params")
 
 
 def run_dlc(*args, cwd=None):
@@ -30,6 +32,32 @@ def test_each_stage_explains_its_options(stage, capsys):
     with pytest.raises(SystemExit):
         cli.main([stage, "--help"])
     assert "--" in capsys.readouterr().out
+
+
+def test_every_stage_module_is_one_in_the_table():
+    modules = {path.stem for path in (Path(cli.__file__).parent / "stages").glob("*.py")}
+    assert modules - {"__init__"} == {stage.name.replace("-", "_") for stage in cli.STAGES}
+
+
+@pytest.mark.parametrize("stage", cli.STAGES, ids=lambda stage: stage.name)
+def test_each_stage_run_takes_its_arguments_by_name(stage):
+    """run(cfg, *, ...): its keywords are the command's arguments, and those without a default
+    are the command's required ones, so the table and the function cannot drift apart."""
+    parameters = list(inspect.signature(importlib.import_module(stage.module).run).parameters
+                      .values())
+    assert parameters[0].name == "cfg"
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[1:])
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "stage").choices[stage.name]
+    given = {a.dest: a for a in sub._actions}
+    names = {a.flag.lstrip("-").replace("-", "_") for a in stage.args}
+    names |= {"task", "tasks"} if stage.tasks else set()
+    names |= {"params"} if stage.params_path else set()
+    assert {p.name for p in parameters[1:]} == names
+    for p in parameters[1:]:
+        if p.name in given and p.name != "params":
+            needed = given[p.name].required or not given[p.name].option_strings
+            assert needed == (p.default is inspect.Parameter.empty), p.name
 
 
 def test_bad_params_fail_with_the_key_and_no_traceback(tmp_path, micro):

@@ -78,9 +78,9 @@ def test_compose_stage_writes_codes_images_grid_and_vendi(setup, tmp_path):  # n
     sources = test_codes.image_ids[:2].tolist()
     preset = dataclasses.replace(preset, compose=dataclasses.replace(preset.compose,
                                                                      samples=6))
-    result = compose.run(preset, sources, folder / "codes" / "test", run, folder / "vae",
-                         tmp_path / "composed", folder / "images.parquet",
-                         judge_dir=folder / "judge")
+    result = compose.compose_sources(preset, sources, folder / "codes" / "test", run,
+                                     folder / "vae", tmp_path / "composed",
+                                     folder / "images.parquet", judge_dir=folder / "judge")
     assert result["n"] == 6 and result["shared_with_a_source"] == 1.0
     assert result["vendi_judge"] >= 1
     composed = codes_io.read_codes(tmp_path / "composed" / "codes")
@@ -89,11 +89,11 @@ def test_compose_stage_writes_codes_images_grid_and_vendi(setup, tmp_path):  # n
     assert (tmp_path / "composed" / "grid.png").stat().st_size > 200
     assert json.loads((tmp_path / "composed" / "compose.json").read_text())["sources"] == sources
     with pytest.raises(ValueError, match="two or more"):
-        compose.run(preset, sources[:1], folder / "codes" / "test", run, folder / "vae",
-                    tmp_path / "one")
+        compose.compose_sources(preset, sources[:1], folder / "codes" / "test", run, folder / "vae",
+                                tmp_path / "one")
     with pytest.raises(ValueError, match="no codes for"):
-        compose.run(preset, [sources[0], "nope"], folder / "codes" / "test", run,
-                    folder / "vae", tmp_path / "missing")
+        compose.compose_sources(preset, [sources[0], "nope"], folder / "codes" / "test", run,
+                                folder / "vae", tmp_path / "missing")
 
 
 def test_composition_scores_of_a_hand_made_table():
@@ -132,10 +132,10 @@ def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
             preset.sem.length, preset.sem.vocab)
     run = train_dit.train(*args, folder / "dit")
     baseline = train_dit.train(*args, folder / "dit_features", "features")
-    result = composition_study.run(preset, folder / "codes", run, folder / "vae",
-                                   folder / "images.parquet", folder / "judge",
-                                   tmp_path / "composition.json", tmp_path / "grid.png",
-                                   baseline)
+    result = composition_study.study(preset, folder / "codes", run, folder / "vae",
+                                     folder / "images.parquet", folder / "judge",
+                                     tmp_path / "composition.json", tmp_path / "grid.png",
+                                     baseline)
     cfg = preset.compose
     assert result["pairs"] == cfg.pairs_per_combination * len(preset.data.shapes.holdout)
     assert set(result["methods"]) == {"dlc_token", "reconstruction", "random",

@@ -11,8 +11,8 @@ from dlc.stages import data
 
 
 def test_shapes_kind(micro_config, tmp_path):
-    data.run(micro_config.active.data, tmp_path / "images.parquet", tmp_path / "report.json",
-             tmp_path / "preview.png")
+    data.write_table(micro_config.active.data, tmp_path / "images.parquet",
+                     tmp_path / "report.json", tmp_path / "preview.png")
     table = pd.read_parquet(tmp_path / "images.parquet")
     assert len(table) == 300
     report = read_json(tmp_path / "report.json")
@@ -31,7 +31,7 @@ def test_folder_kind_indexes_train_and_val_and_reports_bad_files(micro_config, t
     folder_cfg = ImageFolderConfig(str(tmp_path / "train"), str(tmp_path / "val"), 32)
     cfg = dataclasses.replace(micro_config.active.data, kind="folder", folder=folder_cfg)
     out = tmp_path / "out"
-    data.run(cfg, out / "images.parquet", out / "report.json", out / "preview.png")
+    data.write_table(cfg, out / "images.parquet", out / "report.json", out / "preview.png")
     table = pd.read_parquet(out / "images.parquet")
     assert table.groupby("split").size().to_dict() == {"train": 4, "val": 4}
     assert set(table.columns) >= {"image_id", "path", "label", "split"}

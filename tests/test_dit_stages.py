@@ -11,10 +11,11 @@ from safetensors.torch import load_file
 
 from dlc import io as dio
 from dlc.data import codes as codes_io
+from dlc.generation import images as image_sampling
 from dlc.generation.images import score_attributes
 from dlc.models import vae as vae_lib
 from dlc.models.dit import build_dit, load_dit
-from dlc.stages import cache_latents, data, sample_dit, train_dit, train_judge, train_vae
+from dlc.stages import cache_latents, data, train_dit, train_judge, train_vae
 
 from .conftest import assert_close_weights, preempted_at, two_process_ddp
 
@@ -23,12 +24,12 @@ from .conftest import assert_close_weights, preempted_at, two_process_ddp
 def setup(micro_config, tmp_path):
     """Images, a random-weight VAE, its latent cache, and codes for the train/test images."""
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     torch.manual_seed(0)
     vae_lib.build_vae(preset.vae.model, 32).save_pretrained(tmp_path / "vae" / "model")
     train_vae.evaluate(preset.vae, tmp_path / "images.parquet", tmp_path / "vae")
-    cache_latents.run(preset.vae, tmp_path / "images.parquet", tmp_path / "vae",
-                      tmp_path / "latents")
+    cache_latents.cache(preset.vae, tmp_path / "images.parquet", tmp_path / "vae",
+                        tmp_path / "latents")
     frame, _ = dio.read_parquet(tmp_path / "images.parquet")
     length, vocab = preset.sem.length, preset.sem.vocab
     for split in ("train", "test"):
@@ -91,11 +92,11 @@ def test_sampling_split_over_tasks_assembles_in_code_order(setup):
     args = (cfg, preset.vae, run, folder / "codes" / "test", folder / "vae",
             preset.sem.length, preset.sem.vocab)
     # task 1 of 2 finishes first: nothing is assembled until task 0 has written its batches
-    assert sample_dit.generate(*args, folder / "split", folder / "images.parquet", 1, 2) is None
+    assert image_sampling.generate(*args, folder / "split", folder / "images.parquet", 1, 2) is None
     assert not (folder / "split" / "samples.npz").exists()
-    summary = sample_dit.generate(*args, folder / "split", folder / "images.parquet", 0, 2,
-                                  judge=folder / "judge")
-    whole = sample_dit.generate(*args, folder / "whole", folder / "images.parquet")
+    summary = image_sampling.generate(*args, folder / "split", folder / "images.parquet", 0, 2,
+                                      judge=folder / "judge")
+    whole = image_sampling.generate(*args, folder / "whole", folder / "images.parquet")
     split = np.load(folder / "split" / "samples.npz")["arr_0"]
     assert split.shape == (cfg.sample.samples, 32, 32, 3) and split.dtype == np.uint8
     assert np.array_equal(split, np.load(folder / "whole" / "samples.npz")["arr_0"])
@@ -116,13 +117,13 @@ def test_sampling_split_over_tasks_assembles_in_code_order(setup):
     assert ids.tolist() == codes.image_ids[:cfg.sample.samples].tolist()
     # a rerun keeps every batch; new settings redo them
     stamp = (folder / "split" / "shards" / "batch-00000.npz").stat().st_mtime_ns
-    sample_dit.generate(*args, folder / "split")
+    image_sampling.generate(*args, folder / "split")
     assert (folder / "split" / "shards" / "batch-00000.npz").stat().st_mtime_ns == stamp
     guided = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, cfg_scale=4.0))
-    sample_dit.generate(guided, *args[1:], folder / "split")
+    image_sampling.generate(guided, *args[1:], folder / "split")
     assert (folder / "split" / "shards" / "batch-00000.npz").stat().st_mtime_ns != stamp
     with pytest.raises(ValueError, match="task 2 is not in"):
-        sample_dit.generate(*args, folder / "x", None, 2, 2)
+        image_sampling.generate(*args, folder / "x", None, 2, 2)
 
 
 def test_two_processes_with_ddp_train_what_one_process_trains(setup):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dlc.data.sources import ImageTable
+from dlc.metrics import evaluation
 from dlc.metrics import features as features_lib
 from dlc.metrics.frechet import frechet_distance_of_features
 from dlc.metrics.inception import (
@@ -16,7 +17,7 @@ from dlc.metrics.inception import (
     inception_features,
     save_random_weights,
 )
-from dlc.stages import data, eta_sweep, evaluate, train_judge
+from dlc.stages import data, eta_curve, train_judge
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def judged(tmp_path_factory):
 
     preset = config.parse(micro_params(), "micro params").active
     folder = tmp_path_factory.mktemp("judged")
-    data.run(preset.data, folder / "images.parquet", folder / "report.json")
+    data.write_table(preset.data, folder / "images.parquet", folder / "report.json")
     train_judge.train(preset.judge, folder / "images.parquet", 32, folder / "judge")
     return preset, folder
 
@@ -115,8 +116,8 @@ def test_the_reference_against_itself_is_perfect_and_its_features_are_cached(jud
         32, limit=cfg.reference_images)
     samples = write_npz(folder / "real.npz", reference)
     out = folder / "fid_real.json"
-    result = evaluate.evaluate(cfg, "real", samples, out, folder / "images.parquet",
-                               folder / "judge", folder / "cache")
+    result = evaluation.evaluate(cfg, "real", samples, out, folder / "images.parquet",
+                                 folder / "judge", folder / "cache")
     assert json.loads(out.read_text()) == result
     assert result["n"] == cfg.samples and result["reference"]["n"] == cfg.reference_images
     assert set(result["metrics"]) == set(cfg.extractors)
@@ -136,8 +137,8 @@ def test_the_reference_against_itself_is_perfect_and_its_features_are_cached(jud
 
     real_extract = features_lib.FeatureSpace.extract
     monkeypatch.setattr(features_lib.FeatureSpace, "extract", no_reference_extraction)
-    again = evaluate.evaluate(cfg, "real", samples, out, folder / "images.parquet",
-                              folder / "judge", folder / "cache")
+    again = evaluation.evaluate(cfg, "real", samples, out, folder / "images.parquet",
+                                folder / "judge", folder / "cache")
     assert again["metrics"] == result["metrics"]
 
 
@@ -146,12 +147,12 @@ def test_bad_sample_files_are_refused_with_their_name(judged, tmp_path):
     cfg = preset.evaluate
     floats = write_npz(tmp_path / "floats.npz", np.zeros((20, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match="floats.npz.*uint8"):
-        evaluate.evaluate(cfg, "x", floats, tmp_path / "out.json", folder / "images.parquet",
-                          folder / "judge")
+        evaluation.evaluate(cfg, "x", floats, tmp_path / "out.json", folder / "images.parquet",
+                            folder / "judge")
     few = write_npz(tmp_path / "few.npz", np.zeros((3, 32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="few.npz: 3 images"):
-        evaluate.evaluate(cfg, "x", few, tmp_path / "out.json", folder / "images.parquet",
-                          folder / "judge")
+        evaluation.evaluate(cfg, "x", few, tmp_path / "out.json", folder / "images.parquet",
+                            folder / "judge")
     assert not (tmp_path / "out.json").exists()
 
 
@@ -167,7 +168,7 @@ def test_the_sweep_averages_seeds_per_eta_and_finds_the_bottom_of_the_u(tmp_path
               (0.1, 1, 9.0)]
     results = [fake_result(tmp_path / f"r{i}.json", eta, fd, seed=seed)
                for i, (eta, seed, fd) in enumerate(points)]
-    summary = eta_sweep.gather(results, tmp_path / "sweep.json", tmp_path / "sweep.png")
+    summary = eta_curve.gather(results, tmp_path / "sweep.json", tmp_path / "sweep.png")
     assert len(summary["points"]) == 6 and summary["n"] == 100
     assert [c["remask_eta"] for c in summary["curve"]] == [0.0, 0.02, 0.1]
     assert [c["seeds"] for c in summary["curve"]] == [2, 2, 2]
@@ -180,10 +181,10 @@ def test_the_sweep_averages_seeds_per_eta_and_finds_the_bottom_of_the_u(tmp_path
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     mixed = fake_result(tmp_path / "mixed.json", 0.5, 1.0, n=50)
     with pytest.raises(ValueError, match="sample counts"):
-        eta_sweep.gather([*results, mixed], tmp_path / "s.json", tmp_path / "s.png")
+        eta_curve.gather([*results, mixed], tmp_path / "s.json", tmp_path / "s.png")
     (tmp_path / "real.json").write_text(json.dumps({"n": 100, "metrics": {}}))
     with pytest.raises(ValueError, match="real.json.*remask_eta"):
-        eta_sweep.gather([tmp_path / "real.json"], tmp_path / "s.json", tmp_path / "s.png")
+        eta_curve.gather([tmp_path / "real.json"], tmp_path / "s.json", tmp_path / "s.png")
 
 
 def test_an_adm_reference_batch_gives_fid_sfid_and_is_from_its_own_statistics(
@@ -204,7 +205,7 @@ def test_an_adm_reference_batch_gives_fid_sfid_and_is_from_its_own_statistics(
                               reference_batch=str(batch), reference_images=12, samples=10,
                               isc_splits=2, inception_weights=str(random_inception_weights))
     samples = write_npz(tmp_path / "samples.npz", images[::-1].copy())
-    result = evaluate.evaluate(cfg, "dlc", samples, tmp_path / "fid.json")
+    result = evaluation.evaluate(cfg, "dlc", samples, tmp_path / "fid.json")
     metrics = result["metrics"]["inception"]
     assert result["reference"]["statistics"] == "reference batch"
     assert {"fid", "sfid", "inception_score", "precision", "recall"} <= set(metrics)
@@ -225,15 +226,15 @@ def test_floors_are_real_images_of_another_split_and_their_reconstructions(judge
 
     preset, folder = judged
     cfg = preset.evaluate
-    real = real_samples.run(cfg, preset.vae, folder / "images.parquet", tmp_path / "real")
+    real = real_samples.write_samples(cfg, preset.vae, folder / "images.parquet", tmp_path / "real")
     expected, _ = ImageTable(folder / "images.parquet", cfg.floor_split).centred_stack(
         32, limit=cfg.samples)
     stored = np.load(tmp_path / "real" / "samples.npz")["arr_0"]
     assert real["kind"] == "real" and np.array_equal(stored, expected)
     torch.manual_seed(0)
     vae_lib.build_vae(preset.vae.model, 32).save_pretrained(tmp_path / "vae" / "model")
-    recon = real_samples.run(cfg, preset.vae, folder / "images.parquet", tmp_path / "recon",
-                             tmp_path / "vae")
+    recon = real_samples.write_samples(cfg, preset.vae, folder / "images.parquet",
+                                       tmp_path / "recon", tmp_path / "vae")
     reconstructed = np.load(tmp_path / "recon" / "samples.npz")["arr_0"]
     assert recon["kind"] == "vae" and reconstructed.shape == expected.shape
     assert reconstructed.dtype == np.uint8 and not np.array_equal(reconstructed, expected)

@@ -18,7 +18,7 @@ from dlc.train.checkpoint import save_weights
 def setup(micro_config, tmp_path):
     """A micro images table with one corrupt PNG in train, and a random-weight encoder."""
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     frame, metadata = dio.read_parquet(tmp_path / "images.parquet")
     bad = frame.index[frame["split"] == "train"][7]
     frame.loc[bad, "image"] = b"\x89PNG truncated"
@@ -29,8 +29,8 @@ def setup(micro_config, tmp_path):
 
 def test_every_split_is_encoded_in_table_order(setup):
     preset, folder, frame, bad_id = setup
-    manifests = extract_codes.run(preset.sem, folder / "images.parquet",
-                                  folder / "encoder.safetensors", folder / "codes")
+    manifests = extract_codes.extract(preset.sem, folder / "images.parquet",
+                                      folder / "encoder.safetensors", folder / "codes")
     assert set(manifests) == set(preset.sem.extract.splits)
     for split, manifest in manifests.items():
         expected = frame[frame["split"] == split]
@@ -52,8 +52,8 @@ def test_every_split_is_encoded_in_table_order(setup):
 
 def test_codes_match_the_encoder(setup):
     preset, folder, frame, _ = setup
-    extract_codes.run(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
-                      folder / "codes")
+    extract_codes.extract(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
+                          folder / "codes")
     encoder = load_encoder(preset.sem, folder / "encoder.safetensors")
     table = ImageTable(folder / "images.parquet", "test")
     images = torch.stack([normalize()(torch.from_numpy(table.centred(i, 32).copy())
@@ -66,18 +66,18 @@ def test_rerun_keeps_finished_shards_and_redoes_foreign_ones(setup):
     preset, folder, _, _ = setup
     args = (preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
             folder / "codes")
-    extract_codes.run(*args)
+    extract_codes.extract(*args)
     shard = folder / "codes" / "train" / "part-00001.parquet"
     before = read_codes(folder / "codes" / "train").codes
     os.utime(shard, (1, 1))
     (folder / "codes" / "train" / "manifest.json").unlink()  # as after a crash
-    extract_codes.run(*args)
+    extract_codes.extract(*args)
     assert shard.stat().st_mtime == 1  # kept, not recomputed
     assert np.array_equal(read_codes(folder / "codes" / "train").codes, before)
     # another encoder: every shard is rewritten
     torch.manual_seed(1)
     save_weights(folder / "encoder.safetensors", build_encoder(preset.sem))
-    extract_codes.run(*args)
+    extract_codes.extract(*args)
     assert shard.stat().st_mtime != 1
 
 
@@ -86,13 +86,13 @@ def test_array_tasks_write_their_shards_and_the_last_writes_the_manifest(setup):
     writes the even ones and the manifest, and the codes equal a single task's."""
     preset, folder, _, _ = setup
     args = (preset.sem, folder / "images.parquet", folder / "encoder.safetensors")
-    single = extract_codes.run(*args, folder / "single")
-    assert extract_codes.run(*args, folder / "split", 1, 2)["train"] is None
+    single = extract_codes.extract(*args, folder / "single")
+    assert extract_codes.extract(*args, folder / "split", 1, 2)["train"] is None
     train = folder / "split" / "train"
     shards = single["train"]["shards"]
     assert sorted(p.name for p in train.glob("part-*")) == shards[1::2]
     assert not (train / "manifest.json").exists()
-    manifests = extract_codes.run(*args, folder / "split", 0, 2)
+    manifests = extract_codes.extract(*args, folder / "split", 0, 2)
     for split in preset.sem.extract.splits:
         ours, theirs = (dict(m[split]) for m in (manifests, single))
         # the reasons quote an object address; the skipped images themselves must agree
@@ -102,14 +102,14 @@ def test_array_tasks_write_their_shards_and_the_last_writes_the_manifest(setup):
         assert np.array_equal(read_codes(folder / "split" / split).codes,
                               read_codes(folder / "single" / split).codes)
     with pytest.raises(ValueError, match="task 2 is not in"):
-        extract_codes.run(*args, folder / "x", 2, 2)
+        extract_codes.extract(*args, folder / "x", 2, 2)
 
 
 def test_probe_reports_every_target(setup):
     preset, folder, _, _ = setup
-    extract_codes.run(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
-                      folder / "codes")
-    report = probe.run(preset.probe, preset.sem, folder / "codes", folder / "probe.json")
+    extract_codes.extract(preset.sem, folder / "images.parquet", folder / "encoder.safetensors",
+                          folder / "codes")
+    report = probe.fit_probes(preset.probe, preset.sem, folder / "codes", folder / "probe.json")
     assert set(report["top1"]) == set(preset.probe.targets)
     for row in report["top1"].values():
         assert 0 <= row["codes"] <= 1 and 0 <= row["features"] <= 1

@@ -25,7 +25,7 @@ def test_agreement_counts_matches_per_attribute_and_jointly():
 
 def test_training_on_micro_data_writes_weights_and_held_out_accuracy(micro_config, tmp_path):
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     report = train_judge.train(preset.judge, tmp_path / "images.parquet", 32, tmp_path / "j")
     assert set(report["accuracy"]) == {*preset.judge.attributes, "all"}
     judge, loaded = load_judge(tmp_path / "j")

@@ -19,7 +19,7 @@ from dlc.stages import cache_latents, data, train_vae
 def setup(micro_config, tmp_path):
     """A micro images table with one corrupt test PNG, and a random-weight VAE folder."""
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     frame, metadata = dio.read_parquet(tmp_path / "images.parquet")
     bad = frame.index[frame["split"] == "test"][3]
     frame.loc[bad, "image"] = b"\x89PNG truncated"
@@ -37,8 +37,8 @@ def with_cache(cfg, **changes):
 def test_round_trip_equals_direct_encoding_within_fp16(setup):
     cfg, folder, bad_id = setup
     cfg = with_cache(cfg, posterior="mean")
-    manifests = cache_latents.run(cfg, folder / "images.parquet", folder / "vae",
-                                  folder / "latents")
+    manifests = cache_latents.cache(cfg, folder / "images.parquet", folder / "vae",
+                                    folder / "latents")
     assert set(manifests) == {"train", "test"}
     assert [s["image_id"] for s in manifests["test"]["skipped_images"]] == [bad_id]
     cache = LatentCache(folder / "latents" / "train")
@@ -64,7 +64,7 @@ def test_flips_are_drawn_once_and_both_flips_stores_two_rows(setup):
     assert not np.array_equal(flips, cache_latents.entries(100, False, seed=6)[1])
     assert 30 < flips.sum() < 70 and np.array_equal(rows, np.arange(100))
     cfg = with_cache(cfg, both_flips=True, posterior="mean", splits=["test"])
-    cache_latents.run(cfg, folder / "images.parquet", folder / "vae", folder / "both")
+    cache_latents.cache(cfg, folder / "images.parquet", folder / "vae", folder / "both")
     cache = LatentCache(folder / "both" / "test")
     first = cache.index.iloc[:2]
     assert first["image_id"].nunique() == 1 and first["flip"].tolist() == [False, True]
@@ -74,7 +74,7 @@ def test_flips_are_drawn_once_and_both_flips_stores_two_rows(setup):
 
 def test_join_with_codes_by_image_id(setup):
     cfg, folder, _ = setup
-    cache_latents.run(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
+    cache_latents.cache(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
     cache = LatentCache(folder / "latents" / "train")
     ids = cache.index["image_id"].to_numpy()
     order = np.random.default_rng(0).permutation(len(ids))          # codes in another order
@@ -94,7 +94,7 @@ def test_join_with_codes_by_image_id(setup):
 
 def test_a_read_opens_only_its_shard_and_errors_name_the_folder(setup):
     cfg, folder, _ = setup
-    cache_latents.run(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
+    cache_latents.cache(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
     cache = LatentCache(folder / "latents" / "train")
     assert cache.index["shard"].nunique() > 2        # shard_size 50 in the micro params
     row = int(np.flatnonzero(cache.index["shard"] == 2)[4])
@@ -112,12 +112,12 @@ def test_a_read_opens_only_its_shard_and_errors_name_the_folder(setup):
 
 def test_a_rerun_keeps_finished_shards_and_redoes_a_lost_one(setup):
     cfg, folder, _ = setup
-    cache_latents.run(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
+    cache_latents.cache(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
     train = folder / "latents" / "train"
     before = LatentCache(train).latents(np.arange(len(LatentCache(train))))
     kept = (train / shard_name(0)).stat().st_mtime_ns
     (train / shard_name(1)).unlink()                  # a crash lost shard 1
-    cache_latents.run(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
+    cache_latents.cache(cfg, folder / "images.parquet", folder / "vae", folder / "latents")
     assert (train / shard_name(0)).stat().st_mtime_ns == kept
     after = LatentCache(train)
     assert np.array_equal(after.latents(np.arange(len(after))), before)   # same noise too

@@ -17,7 +17,7 @@ def table(tmp_path_factory):
     cfg = config.parse(micro_params()).active.data
     cfg = dataclasses.replace(cfg, shapes=dataclasses.replace(cfg.shapes, n_images=40))
     folder = tmp_path_factory.mktemp("shapes")
-    data.run(cfg, folder / "images.parquet", folder / "report.json")
+    data.write_table(cfg, folder / "images.parquet", folder / "report.json")
     return ImageTable(folder / "images.parquet", "train")
 
 

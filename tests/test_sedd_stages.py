@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlc.data import codes as codes_io
+from dlc.generation import codes as code_sampling
 from dlc.stages import sample_codes, train_sedd
 
 from .conftest import assert_close_weights, preempted_at, two_process_ddp
@@ -36,7 +37,7 @@ def test_train_sample_and_report(setup):
     run = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "sedd")
     for name in ("model.safetensors", "meta.json", "loss.csv", "loss.png"):
         assert (run / name).is_file()
-    manifest = sample_codes.generate(cfg, run, folder / "generated", length, vocab)
+    manifest = code_sampling.generate(cfg, run, folder / "generated", length, vocab)
     assert manifest["rows"] == cfg.sample.samples and len(manifest["shards"]) == 3
     generated = codes_io.read_codes(folder / "generated", length, vocab)
     assert generated.codes.shape == (cfg.sample.samples, length)
@@ -46,29 +47,29 @@ def test_train_sample_and_report(setup):
     frame = pd.read_parquet(folder / "generated" / "part-00000.parquet")
     assert list(frame.columns) == ["image_id", "label", "codes", "source"]
 
-    result = sample_codes.report(cfg, folder / "generated", folder / "codes", length, vocab,
-                                 folder / "report.json", folder / "marginals.png")
+    result = sample_codes.write_report(cfg, folder / "generated", folder / "codes", length, vocab,
+                                       folder / "report.json", folder / "marginals.png")
     assert 0 <= result["tv_per_position"] <= 1 and result["n"] == 24
     assert result["exact_train_copies_floor"] >= 0 and (folder / "marginals.png").is_file()
 
     # a rerun with the same model and settings keeps every shard
     before = generated.codes.copy()
     (folder / "generated" / "part-00001.parquet").unlink()
-    sample_codes.generate(cfg, run, folder / "generated", length, vocab)
+    code_sampling.generate(cfg, run, folder / "generated", length, vocab)
     assert np.array_equal(codes_io.read_codes(folder / "generated").codes, before)
 
     # two tasks, the second finishing first: the manifest waits for both; same codes
     split = folder / "split"
-    assert sample_codes.generate(cfg, run, split, length, vocab, task=1, tasks=2) is None
+    assert code_sampling.generate(cfg, run, split, length, vocab, task=1, tasks=2) is None
     assert sorted(p.name for p in split.glob("part-*")) == ["part-00001.parquet"]
     assert not (split / codes_io.MANIFEST).exists()
-    assert sample_codes.generate(cfg, run, split, length, vocab, task=0, tasks=2) is not None
+    assert code_sampling.generate(cfg, run, split, length, vocab, task=0, tasks=2) is not None
     assert np.array_equal(codes_io.read_codes(split).codes, before)
 
     # another remask_eta is another sampler: its shards are not taken for the old ones
-    remasked = sample_codes.with_remask_eta(cfg, 0.5)
+    remasked = code_sampling.with_remask_eta(cfg, 0.5)
     assert remasked.sample.remask_eta == 0.5 and cfg.sample.remask_eta == 0.0
-    sample_codes.generate(remasked, run, split, length, vocab)
+    code_sampling.generate(remasked, run, split, length, vocab)
     assert codes_io.read_codes(split).metadata["producer"]["sampler"]["remask_eta"] == 0.5
 
 
@@ -105,7 +106,7 @@ def test_codes_of_another_shape_are_refused(setup):
         train_sedd.train(cfg, folder / "codes" / "train", length + 1, vocab, folder / "x")
     run = train_sedd.train(cfg, folder / "codes" / "train", length, vocab, folder / "sedd")
     with pytest.raises(ValueError, match="the sem params say"):
-        sample_codes.generate(cfg, run, folder / "gen", length, vocab * 2)
+        code_sampling.generate(cfg, run, folder / "gen", length, vocab * 2)
 
 
 def test_tv_and_hamming_against_direct_computation():

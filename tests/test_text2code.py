@@ -9,7 +9,9 @@ import torch
 
 from dlc import io as dio
 from dlc.data import codes as codes_io
-from dlc.stages import text2code, train_dit
+from dlc.generation import text as text_generation
+from dlc.models.text_model import TextModel
+from dlc.stages import text2code, text2code_study, train_dit, train_text2code
 
 from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, latents, codes)
 
@@ -27,29 +29,31 @@ def write_captioned_codes(folder, preset):
     return folder / "captioned"
 
 
-def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, tmp_path):  # noqa: F811
+def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, micro_config,  # noqa: F811
+                                                                      tmp_path):
     preset, folder = setup
     codes = write_captioned_codes(folder, preset)
     length, vocab = preset.sem.length, preset.sem.vocab
-    run = text2code.train(preset.text, codes, length, vocab, tmp_path / "text")
+    run = train_text2code.train(preset.text, codes, length, vocab, tmp_path / "text")
     for name in ("model.safetensors", "vocabulary.json", "meta.json", "loss.csv", "loss.png"):
         assert (run / name).is_file(), name
-    model = text2code.TextModel.load(preset.text, run, length)
-    written = text2code.write_codes(model, ["a small red circle on a plain blue background"],
-                                    length, seed=0)
+    model = TextModel.load(preset.text, run, length)
+    written = text_generation.write_codes(model, ["a small red circle on a plain blue background"],
+                                          length, seed=0)
     assert written.shape == (preset.text.sample.samples, length)
     assert written.min() >= 0 and written.max() < vocab       # only code tokens come out
 
     dit = train_dit.train(preset.dit, preset.vae, folder / "latents", folder / "codes",
                           folder / "vae", length, vocab, folder / "dit")
-    out = text2code.run(preset, ["a red circle", "a large green star"], run, dit,
-                        folder / "vae", tmp_path / "prompted")
+    out = text2code.run(micro_config.with_active(preset),
+                        prompts=["a red circle", "a large green star"], model=run, dit=dit,
+                        vae=folder / "vae", out=tmp_path / "prompted")
     assert np.load(out / "samples.npz")["arr_0"].shape[0] == 2 * preset.text.sample.samples
     assert (out / "grid.png").is_file()
     assert codes_io.read_codes(out / "codes").frame["caption"].tolist()[0] == "a red circle"
 
-    result = text2code.study(preset, run, codes, dit, folder / "vae", folder / "judge",
-                             tmp_path / "text2code.json", tmp_path / "grid.png")
+    result = text2code_study.study(preset, run, codes, dit, folder / "vae", folder / "judge",
+                                   tmp_path / "text2code.json", tmp_path / "grid.png")
     held = [p for p in result["prompts"] if p["held_out"]]
     assert len(held) == len(preset.data.shapes.holdout)
     assert set(result["held_out"]) == {*preset.judge.attributes, "all"}
@@ -59,8 +63,8 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, tmp
 def test_codes_without_captions_are_refused(setup, tmp_path):  # noqa: F811
     preset, folder = setup
     with pytest.raises(ValueError, match="no caption column"):
-        text2code.train(preset.text, folder / "codes", preset.sem.length, preset.sem.vocab,
-                        tmp_path / "text")
+        train_text2code.train(preset.text, folder / "codes", preset.sem.length, preset.sem.vocab,
+                              tmp_path / "text")
 
 
 def tiny_bert(folder, preset, out):
@@ -92,12 +96,12 @@ def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F8
     bert, vocabulary = tiny_bert(folder, preset, tmp_path / "bert")
     cfg = dataclasses.replace(preset.text, backend="transformers", model=str(bert),
                               train=dataclasses.replace(preset.text.train, ema_decay=0.0))
-    run = text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    run = train_text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
     assert (run / "model" / "config.json").is_file()
-    model = text2code.TextModel.load(cfg, run, preset.sem.length)
+    model = TextModel.load(cfg, run, preset.sem.length)
     assert model.codes.vocab == preset.sem.vocab
     assert model.tokenizer.convert_tokens_to_ids("red") == vocabulary["red"]   # ids kept
-    written = text2code.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
     assert written.min() >= 0 and written.max() < preset.sem.vocab
 
 
@@ -114,19 +118,19 @@ def test_lora_trains_adapters_and_embeddings_and_saves_one_merged_model(setup, t
                               lora=LoRAConfig(rank=rank, alpha=4.0, dropout=0.0, targets=None),
                               train=dataclasses.replace(preset.text.train, ema_decay=0.0))
     captions = dio.read_parquet(folder / "images.parquet")[0]["caption"].tolist()
-    built = text2code.TextModel.build(cfg, captions, preset.sem.vocab, preset.sem.length)
+    built = TextModel.build(cfg, captions, preset.sem.vocab, preset.sem.length)
     trainable = {n for n, p in built.network.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
     assert any("word_embeddings" in n for n in trainable)     # the new code-token rows
     assert any("decoder" in n for n in trainable)             # the output head
 
-    run = text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    run = train_text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
     assert not (run / "model" / "adapter_config.json").exists()   # merged: a plain model
     before = BertForMaskedLM.from_pretrained(bert).state_dict()
     after = BertForMaskedLM.from_pretrained(run / "model").state_dict()
     key = "bert.encoder.layer.0.attention.self.query.weight"
     delta = after[key] - before[key]
     assert delta.abs().max() > 0 and torch.linalg.matrix_rank(delta) <= rank   # B A
-    model = text2code.TextModel.load(cfg, run, preset.sem.length)
-    written = text2code.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    model = TextModel.load(cfg, run, preset.sem.length)
+    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
     assert written.min() >= 0 and written.max() < preset.sem.vocab

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlc.io import read_json
-from dlc.stages import toy, toy_report
+from dlc.stages import toy_eval, toy_report, toy_train
 
 from .conftest import preempted_at
 
@@ -21,12 +21,12 @@ def toy_cfg(micro_config):
 @pytest.mark.parametrize("variant", ["unconditional", "oracle", "gmm"])
 def test_train_then_evaluate_writes_the_contract(toy_cfg, tmp_path, variant):
     run = tmp_path / variant
-    toy.train(toy_cfg, 4, variant, run)
+    toy_train.train(toy_cfg, 4, variant, run)
     meta = read_json(run / "meta.json")
     assert meta["samples_seen"] == toy_cfg.train.steps * toy_cfg.train.batch_size
     assert (meta["gmm"] is not None) == (variant == "gmm")
     assert (run / "loss.csv").read_text().startswith("step,mse")
-    metrics = toy.evaluate(toy_cfg, run, run)
+    metrics = toy_eval.evaluate(toy_cfg, run, run)
     assert read_json(run / "metrics.json") == metrics
     for key in ("kde_kl", "knn_kl", "mode_kl", "modes_covered", "off_mode_fraction"):
         assert np.isfinite(metrics[key]) and np.isfinite(metrics[f"{key}_floor"])
@@ -37,15 +37,15 @@ def test_train_then_evaluate_writes_the_contract(toy_cfg, tmp_path, variant):
 
 def test_training_is_deterministic_and_resumes_exactly(toy_cfg, tmp_path):
     cfg = dataclasses.replace(toy_cfg, train=dataclasses.replace(toy_cfg.train, steps=30))
-    toy.train(cfg, 4, "gmm", tmp_path / "straight", checkpoint_every=10)
+    toy_train.train(cfg, 4, "gmm", tmp_path / "straight", checkpoint_every=10)
     straight = load_file(str(tmp_path / "straight" / "model.safetensors"))
 
-    with preempted_at(toy, 25), pytest.raises(KeyboardInterrupt):
-        toy.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
+    with preempted_at(toy_train, 25), pytest.raises(KeyboardInterrupt):
+        toy_train.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
     assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text() == "step-00000020"
 
-    toy.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
+    toy_train.train(cfg, 4, "gmm", tmp_path / "resumed", checkpoint_every=10)
     resumed = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     for name, tensor in straight.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0)
@@ -54,17 +54,17 @@ def test_training_is_deterministic_and_resumes_exactly(toy_cfg, tmp_path):
 
 
 def test_checkpoint_of_other_params_is_not_resumed(toy_cfg, tmp_path):
-    toy.train(toy_cfg, 1, "oracle", tmp_path, checkpoint_every=10)
+    toy_train.train(toy_cfg, 1, "oracle", tmp_path, checkpoint_every=10)
     other = dataclasses.replace(toy_cfg, seed=toy_cfg.seed + 1)
-    toy.train(other, 1, "oracle", tmp_path, checkpoint_every=1000)
+    toy_train.train(other, 1, "oracle", tmp_path, checkpoint_every=1000)
     assert read_json(tmp_path / "meta.json")["seed"] == toy_cfg.seed + 1
 
 
 def test_mismatched_model_is_a_clear_error(toy_cfg, tmp_path):
-    toy.train(toy_cfg, 1, "unconditional", tmp_path)
+    toy_train.train(toy_cfg, 1, "unconditional", tmp_path)
     wider = dataclasses.replace(toy_cfg, model=dataclasses.replace(toy_cfg.model, width=64))
     with pytest.raises(ValueError, match="model.safetensors: does not fit toy.model"):
-        toy.evaluate(wider, tmp_path, tmp_path)
+        toy_eval.evaluate(wider, tmp_path, tmp_path)
 
 
 def test_report_gathers_every_run(toy_cfg, tmp_path):
@@ -72,9 +72,9 @@ def test_report_gathers_every_run(toy_cfg, tmp_path):
     for modes in toy_cfg.modes:
         for variant in toy_cfg.variants:
             run = toy_report.run_dir(runs, modes, variant)
-            toy.train(toy_cfg, modes, variant, run)
-            toy.evaluate(toy_cfg, run, run)
-    summary = toy_report.run(toy_cfg, runs, tmp_path / "out")
+            toy_train.train(toy_cfg, modes, variant, run)
+            toy_eval.evaluate(toy_cfg, run, run)
+    summary = toy_report.summarize(toy_cfg, runs, tmp_path / "out")
     assert set(summary["results"]) == {f"K{k}" for k in toy_cfg.modes}
     assert set(summary["results"]["K4"]) == set(toy_cfg.variants)
     for name in ("kld.json", "kld_vs_modes.png", "samples.png", "loss.png"):

@@ -18,7 +18,7 @@ def sem_run(micro_config, tmp_path):
     """A micro images table and the micro SEM params with every loss on (DINO, iBOT, NT-Xent)
     and object paste, whatever the preset says, to cover them."""
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     loss = dataclasses.replace(preset.sem.loss, dino_weight=1.0, ibot_weight=1.0, nce_weight=1.0)
     crops = dataclasses.replace(preset.sem.crops, object_paste=0.5)
     return (dataclasses.replace(preset.sem, loss=loss, crops=crops),

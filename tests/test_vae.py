@@ -69,7 +69,7 @@ def test_load_from_a_local_folder_and_clear_errors(small_vae, tmp_path):
 
 def test_train_vae_stage_trains_scales_and_reports(micro_config, tmp_path):
     preset = micro_config.active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     train_vae.train(preset.vae, tmp_path / "images.parquet", tmp_path / "vae")
     report = train_vae.evaluate(preset.vae, tmp_path / "images.parquet", tmp_path / "vae")
     assert (tmp_path / "vae" / "model" / "config.json").is_file()

@@ -49,8 +49,8 @@ def overridden(params: dict, preset: str, overrides: list[str]) -> config.Preset
 def probe_encoder(cfg: config.PresetConfig, sem: config.SEMConfig, images: Path,
                   weights: Path, folder: Path) -> dict:
     """Top-1 on codes and features per probe target of one encoder file, through the stages."""
-    extract_codes.run(sem, images, weights, folder / "codes")
-    report = probe.run(cfg.probe, sem, folder / "codes", folder / "probe.json")
+    extract_codes.extract(sem, images, weights, folder / "codes")
+    report = probe.fit_probes(cfg.probe, sem, folder / "codes", folder / "probe.json")
     return {target: {"codes": round(row["codes"], 4),
                      "features": round(row.get("features", float("nan")), 4)}
             for target, row in report["top1"].items()}

@@ -28,7 +28,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from sem_remedies import sem_head_without_norm
 from torch import nn
 
 from dlc import config, io
@@ -39,6 +38,13 @@ from dlc.models.sem import SEMEncoder, build_encoder
 WARMUP_STEPS = 30
 READS = ("cls", "summary", "sem", "sem_norm_off")
 STEMS = {"patch_embedding": None, "conv_stem_32": 32}
+
+
+def sem_head_without_norm(head, summary: torch.Tensor, tau: float):
+    """SEMHead.forward with its LayerNorm over L*V left out."""
+    logits = head.to_logits(summary).view(-1, head.length, head.vocab)
+    probabilities = torch.softmax(logits / tau, dim=-1)
+    return probabilities, head.from_simplex(probabilities.flatten(1))
 
 
 def shape_data(frame) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ from dlc.stages import data, train_sem
 def test_every_reading_is_probed(micro, tmp_path):
     bench = import_research("sem_argmax_loss")
     preset = config.parse(micro, "micro params").active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     run = train_sem.train(preset.sem, tmp_path / "images.parquet", tmp_path / "sem")
     row = bench.measure(preset, run / "encoder.safetensors", tmp_path / "images.parquet")
     assert row["L"] == preset.sem.length and set(row["top1"]) == set(preset.probe.targets)

@@ -15,7 +15,7 @@ def sweep():
 
 def test_trace_probes_student_and_teacher_at_every_checkpoint(sweep, micro, tmp_path):
     preset = config.parse(micro, "micro params").active
-    data.run(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
+    data.write_table(preset.data, tmp_path / "images.parquet", tmp_path / "report.json")
     row = sweep.sweep_one("micro", ["sem.train.steps=8"], micro, "tiny",
                           tmp_path / "images.parquet", tmp_path / "work", trace_every=2)
     targets = set(preset.probe.targets)

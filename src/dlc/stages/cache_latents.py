@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import VAEConfig, to_dict
+from dlc.config import Config, VAEConfig, to_dict
 from dlc.data import latents as cache_io
 from dlc.data.images import collate_skipping
 from dlc.data.sources import CentredImages, ImageTable
@@ -27,6 +27,11 @@ from dlc.models.vae import REPORT, encode, load_vae, to_model_range, vae_locatio
 from dlc.train import distributed
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, images: str | Path, vae: str | Path, out: str | Path) -> dict:
+    """`dlc cache-latents`: every vae.cache split's latents into `out`."""
+    return cache(cfg.active.vae, images, vae, out)
 
 
 def entries(rows: int, both_flips: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +43,7 @@ def entries(rows: int, both_flips: bool, seed: int) -> tuple[np.ndarray, np.ndar
     return np.arange(rows), flips
 
 
-def run(cfg: VAEConfig, images: str | Path, vae_dir: str | Path, out_dir: str | Path) -> dict:
+def cache(cfg: VAEConfig, images: str | Path, vae_dir: str | Path, out_dir: str | Path) -> dict:
     """Every split of vae.cache.splits into out_dir/<split>/; returns the manifests."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.train is not None:

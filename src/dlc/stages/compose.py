@@ -14,6 +14,7 @@ feature space when a judge is given).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from dlc import io as dio
-from dlc.config import ComposeConfig, PresetConfig, to_dict
+from dlc.config import ComposeConfig, Config, PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
 from dlc.generation.compose import mix_tokens, sample_average, source_weights
@@ -30,6 +31,20 @@ from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
 GRID = 16   # pictures per grid row
+
+
+def run(cfg: Config, *, sources: list[str], codes: str | Path, dit: str | Path,
+        vae: str | Path, out: str | Path, samples: int | None = None,
+        images: str | Path | None = None, encoder: str | Path | None = None,
+        judge: str | Path | None = None) -> dict:
+    """`dlc compose`: `samples` (default compose.samples) hybrids of the `sources` into `out`."""
+    preset = cfg.active
+    if samples is not None:
+        preset = dataclasses.replace(preset, compose=dataclasses.replace(preset.compose,
+                                                                         samples=samples))
+    result = compose_sources(preset, sources, codes, dit, vae, out, images, encoder, judge)
+    print(f"{result['n']} composed samples -> {out} (grid.png, compose.json)")
+    return result
 
 
 def _sem_probabilities(preset: PresetConfig, encoder_path, images_table, split: str,
@@ -48,8 +63,8 @@ def _sem_probabilities(preset: PresetConfig, encoder_path, images_table, split: 
     return encoder.encode(batch).numpy()
 
 
-def run(preset: PresetConfig, source_ids: list[str], codes_dir, dit_dir, vae_dir, out_dir,
-        images_table=None, encoder_path=None, judge_dir=None) -> dict:
+def compose_sources(preset: PresetConfig, source_ids: list[str], codes_dir, dit_dir, vae_dir,
+                    out_dir, images_table=None, encoder_path=None, judge_dir=None) -> dict:
     cfg: ComposeConfig = preset.compose
     out_dir = Path(out_dir)
     if len(source_ids) < 2:

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from dlc import io as dio
-from dlc.config import PresetConfig, to_dict
+from dlc.config import Config, PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
 from dlc.generation.compose import mix_tokens
@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 METHODS = ("dlc_token", "reconstruction", "random")
 CONTINUOUS_METHODS = ("continuous_average", "continuous_reconstruction")
 GRID_PAIRS = 6
+
+
+def run(cfg: Config, *, codes: str | Path, dit: str | Path, vae: str | Path,
+        images: str | Path, judge: str | Path, out: str | Path, grid: str | Path,
+        features_dit: str | Path | None = None) -> dict:
+    """`dlc composition-study`: composition.json at `out`, the pairs' grid at `grid`."""
+    return study(cfg.active, codes, dit, vae, images, judge, out, grid, features_dit)
 
 
 def draw_pairs(frame: pd.DataFrame, holdout: list[list[str]], per_combination: int,
@@ -80,8 +87,8 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
             "novel": float(novel.mean())}
 
 
-def run(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
-        grid, features_dit_dir=None) -> dict:
+def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
+          grid, features_dit_dir=None) -> dict:
     cfg, holdout = preset.compose, preset.data.shapes.holdout if preset.data.shapes else None
     if not holdout:   # ImageNet: a report that says so, so that every workflow can run it
         result = {"skipped": "the preset's data has no held-out attribute combinations"}

@@ -15,11 +15,18 @@ import numpy as np
 import pandas as pd
 
 from dlc import io as dio
-from dlc.config import DataConfig, to_dict
+from dlc.config import Config, DataConfig, to_dict
 from dlc.data import images, shapes
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, out: str | Path, report: str | Path,
+        preview: str | Path | None = None) -> None:
+    """`dlc data`: the images table at `out`, its JSON summary at `report`, a PNG of 64
+    training images at `preview`."""
+    write_table(cfg.active.data, out, report, preview)
 
 
 def _shapes_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
@@ -42,8 +49,8 @@ def _folder_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
     return frame, report, preview
 
 
-def run(cfg: DataConfig, out: str | Path, report_path: str | Path,
-        preview_path: str | Path | None = None) -> None:
+def write_table(cfg: DataConfig, out: str | Path, report_path: str | Path,
+                preview_path: str | Path | None = None) -> None:
     frame, report, preview = (_shapes_table if cfg.kind == "shapes" else _folder_table)(cfg)
     metadata = {"dataset": cfg.kind, "producer": "dlc data", "params": to_dict(cfg),
                 **dio.run_metadata(to_dict(cfg))}

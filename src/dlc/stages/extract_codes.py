@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import SEMConfig
+from dlc.config import Config, SEMConfig
 from dlc.data import codes as codes_io
 from dlc.data.images import collate_skipping
 from dlc.data.multicrop import NormalizedTensor
@@ -29,6 +29,12 @@ from dlc.train import distributed
 from dlc.train.batches import check_task, task_share
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, images: str | Path, encoder: str | Path, out: str | Path,
+        task: int = 0, tasks: int = 1) -> dict:
+    """`dlc extract-codes`: this task's shards of every sem.extract split into `out`."""
+    return extract(cfg.active.sem, images, encoder, out, task, tasks)
 
 
 def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device,
@@ -59,8 +65,8 @@ def _encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device
     return np.array(kept, dtype=np.int64), code_matrix, feature_matrix, skipped
 
 
-def run(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
-        out_dir: str | Path, task: int = 0, tasks: int = 1) -> dict:
+def extract(cfg: SEMConfig, images: str | Path, encoder_path: str | Path,
+            out_dir: str | Path, task: int = 0, tasks: int = 1) -> dict:
     """Every split in sem.extract.splits into out_dir/<split>/ (this task's shards); returns
     the manifests, None for a split whose other shards are not written yet."""
     check_task(task, tasks)  # before the encoder loads

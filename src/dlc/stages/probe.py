@@ -11,11 +11,16 @@ import numpy as np
 import pandas as pd
 
 from dlc import io as dio
-from dlc.config import ProbeConfig, SEMConfig, to_dict
+from dlc.config import Config, ProbeConfig, SEMConfig, to_dict
 from dlc.data.codes import read_codes
 from dlc.metrics.probe import probe_codes, probe_features
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, codes: str | Path, out: str | Path) -> dict:
+    """`dlc probe`: the probes on the extract-codes folder `codes`, into the JSON `out`."""
+    return fit_probes(cfg.active.probe, cfg.active.sem, codes, out)
 
 
 def target_classes(train: pd.Series, test: pd.Series,
@@ -35,7 +40,7 @@ def fit_options(cfg: ProbeConfig) -> dict:
             "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
 
 
-def run(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) -> dict:
+def fit_probes(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) -> dict:
     """Fit on codes/<probe.train_split>, score on codes/<probe.test_split>, write out."""
     train_codes, test_codes = Path(codes) / cfg.train_split, Path(codes) / cfg.test_split
     train = read_codes(train_codes, sem.length, sem.vocab, features=sem.extract.features)

@@ -19,15 +19,21 @@ import numpy as np
 import torch
 
 from dlc import io as dio
-from dlc.config import EvaluateConfig, VAEConfig, to_dict
+from dlc.config import Config, EvaluateConfig, VAEConfig, to_dict
 from dlc.data.sources import ImageTable
 from dlc.models.vae import load_vae, reconstruct, vae_location
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: EvaluateConfig, vae_cfg: VAEConfig, images_table: str | Path, out_dir: str | Path,
-        vae_dir: str | Path | None = None) -> dict:
+def run(cfg: Config, *, images: str | Path, out: str | Path,
+        vae: str | Path | None = None) -> dict:
+    """`dlc real-samples`: real images (or, with `vae`, their reconstructions) into `out`."""
+    return write_samples(cfg.active.evaluate, cfg.active.vae, images, out, vae)
+
+
+def write_samples(cfg: EvaluateConfig, vae_cfg: VAEConfig, images_table: str | Path,
+                  out_dir: str | Path, vae_dir: str | Path | None = None) -> dict:
     out_dir = Path(out_dir)
     torch.set_num_threads(cfg.threads)
     table = ImageTable(images_table, cfg.floor_split)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc import io as dio
+from dlc.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ FIGURES = {
 }
 GENERATION_ROWS = ("dlc", "encode_decode", "unconditional", "vae", "real")
 DONE = re.compile(r"^(\S+ \S+) INFO dlc: dlc (\S+) done in ([\d.]+) s")
+
+
+def run(cfg: Config, *, results: str | Path, logs: str | Path, params: str | Path,
+        out: str | Path) -> dict:
+    """`dlc report`: the run in `results` (with its job logs in `logs` and its params file
+    `params`) as report.md at `out`."""
+    return write(cfg.preset, results, logs, params, out)
 
 
 def _path(results: Path, relative: str) -> Path:

@@ -16,13 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from dlc import io as dio
-from dlc.config import SEDDConfig, to_dict
+from dlc.config import Config, SEDDConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.generation.codes import generate, with_remask_eta
 from dlc.viz import pyplot, save_figure
 
-__all__ = ["compare", "generate", "report", "with_remask_eta"]
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, model: str | Path, out: str | Path, codes: str | Path | None = None,
+        report: str | Path | None = None, figure: str | Path | None = None,
+        remask_eta: float | None = None, task: int = 0, tasks: int = 1) -> dict | None:
+    """`dlc sample-codes`: this task's code shards into `out`; once every shard exists, with
+    `report`, the comparison with the real `codes` (JSON) and its `figure`."""
+    preset = cfg.active
+    if report and not (codes and figure):
+        raise ValueError("--report needs --codes (the real codes) and --figure")
+    sedd = with_remask_eta(preset.sedd, remask_eta)
+    manifest = generate(sedd, model, out, preset.sem.length, preset.sem.vocab, task, tasks)
+    if manifest is not None and report:
+        write_report(sedd, out, codes, preset.sem.length, preset.sem.vocab, report, figure)
+    return manifest
 
 
 def marginals(codes: np.ndarray, vocab: int) -> np.ndarray:
@@ -74,8 +88,8 @@ def compare(generated: np.ndarray, reference: np.ndarray, train: np.ndarray, voc
     }
 
 
-def report(cfg: SEDDConfig, generated_dir: str | Path, codes_dir: str | Path, length: int,
-           vocab: int, out: str | Path, figure: str | Path) -> dict:
+def write_report(cfg: SEDDConfig, generated_dir: str | Path, codes_dir: str | Path, length: int,
+                 vocab: int, out: str | Path, figure: str | Path) -> dict:
     generated = codes_io.read_codes(generated_dir, length, vocab)
     reference = codes_io.read_codes(Path(codes_dir) / cfg.reference_split, length, vocab)
     train = codes_io.read_codes(Path(codes_dir) / cfg.train_split, length, vocab)

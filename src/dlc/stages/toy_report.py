@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dlc import io as dio
-from dlc.config import ToyConfig, to_dict
+from dlc.config import Config, ToyConfig, to_dict
 from dlc.data.gaussian_grid import GaussianGrid
 from dlc.viz import pyplot, save_figure
 
@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 
 # Panels that draw the same estimator on true samples (the KDE panel already subtracts it).
 FLOORS = {"knn_kl": "knn_kl_floor", "off_mode_fraction": "off_mode_fraction_floor"}
+
+
+def run(cfg: Config, *, runs: str | Path, out: str | Path) -> dict:
+    """`dlc toy-report`: every run under `runs` gathered into kld.json and figures in `out`."""
+    return summarize(cfg.toy, runs, out)
 
 
 def run_dir(runs: Path, modes: int, variant: str) -> Path:
@@ -100,7 +105,7 @@ def plot_losses(cfg: ToyConfig, runs: Path, path: Path) -> None:
     save_figure(figure, path)
 
 
-def run(cfg: ToyConfig, runs: str | Path, out_dir: str | Path) -> dict:
+def summarize(cfg: ToyConfig, runs: str | Path, out_dir: str | Path) -> dict:
     runs, out_dir = Path(runs), Path(out_dir)
     records = collect(cfg, runs)
     summary = {"study": "Section 3: diffusion on a grid of K Gaussians",

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import DiTConfig, SEMConfig, VAEConfig, to_dict
+from dlc.config import Config, DiTConfig, SEMConfig, VAEConfig, to_dict
 from dlc.data.codes import read_codes
 from dlc.data.images import collate_skipping
 from dlc.data.latents import LatentCache, LatentCodePairs
@@ -47,6 +47,17 @@ from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
 GRID_CODES = 16   # fixed training codes decoded into the progress grids
+
+
+def run(cfg: Config, *, latents: str | Path, codes: str | Path, vae: str | Path,
+        out: str | Path, condition: str = "code", sem: str | Path | None = None,
+        images: str | Path | None = None) -> Path:
+    """`dlc train-dit`: the DiT conditioned on codes (or on continuous features, or nothing)
+    into `out`; `sem` (the train-sem folder) and `images` feed REPA when dit.repa is set."""
+    preset = cfg.active
+    encoder = Path(sem) / "encoder.safetensors" if sem else None
+    return train(preset.dit, preset.vae, latents, codes, vae, preset.sem.length,
+                 preset.sem.vocab, out, condition, preset.sem, encoder, images)
 
 
 def null_condition_dropout(condition: torch.Tensor, probability: float, null,

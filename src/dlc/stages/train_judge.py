@@ -19,13 +19,22 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import JudgeConfig, to_dict
+from dlc.config import Config, JudgeConfig, to_dict
 from dlc.data.sources import ImageTable
 from dlc.models.judge import REPORT, WEIGHTS, AttributeJudge, agreement, predict
 from dlc.models.vae import to_model_range
 from dlc.train import checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, images: str | Path, out: str | Path) -> dict | None:
+    """`dlc train-judge`: the judge of the images table's attributes into `out` (a judge.json
+    that says there is none when the preset's judge is null)."""
+    if cfg.active.judge is None:
+        write_none(out, f"presets.{cfg.preset}.judge is null")
+        return None
+    return train(cfg.active.judge, images, cfg.active.vae.resolution, out)
 
 
 def _targets(frame: pd.DataFrame, classes: dict[str, list[str]]) -> torch.Tensor:

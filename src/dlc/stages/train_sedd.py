@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import SEDDConfig, to_dict
+from dlc.config import Config, SEDDConfig, to_dict
 from dlc.data.codes import read_codes
 from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.models.sedd import build_sedd
@@ -30,6 +30,13 @@ from dlc.train.schedules import lr_factor
 from dlc.viz import loss_curve
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, codes: str | Path, out: str | Path) -> Path:
+    """`dlc train-sedd`: SEDD trained on the sedd.train_split codes of `codes` into `out`."""
+    preset = cfg.active
+    return train(preset.sedd, Path(codes) / preset.sedd.train_split, preset.sem.length,
+                 preset.sem.vocab, out)
 
 
 def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,

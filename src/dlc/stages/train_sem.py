@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import SEMConfig, to_dict
+from dlc.config import Config, SEMConfig, to_dict
 from dlc.data.multicrop import MultiCropDataset, collate_crops
 from dlc.data.sources import ImageTable
 from dlc.models.sem import SEMEncoder, build_encoder
@@ -34,6 +34,11 @@ from dlc.train.ema import make_ema, update_ema
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, *, images: str | Path, out: str | Path) -> Path:
+    """`dlc train-sem`: the SEM encoder trained on the images table's train split into `out`."""
+    return train(cfg.active.sem, images, out)
 
 
 class MultiView(nn.Module):

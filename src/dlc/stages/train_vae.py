@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import VAEConfig, to_dict
+from dlc.config import Config, VAEConfig, to_dict
 from dlc.data.sources import ImageTable
 from dlc.models.vae import (
     MODEL,
@@ -49,6 +49,15 @@ from dlc.viz import image_grid, loss_curve, save_image
 
 log = logging.getLogger(__name__)
 SCALE_IMAGES = 2048      # training images whose latents set the scaling factor
+
+
+def run(cfg: Config, *, images: str | Path, out: str | Path) -> dict:
+    """`dlc train-vae`: train the VAE (vae.source: train) or take the pretrained one, then
+    measure it; returns vae.json's content."""
+    vae = cfg.active.vae
+    if vae.source == "train":
+        train(vae, images, out)
+    return evaluate(vae, images, out)
 
 
 def _loss(vae, images: torch.Tensor, cfg: VAEConfig, autocast) -> tuple[torch.Tensor, dict]:

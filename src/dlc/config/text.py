@@ -1,0 +1,65 @@
+"""The text -> code masked diffusion language model (`text`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .fields import PRECISION_DOC, param, positive
+
+
+@dataclass(frozen=True)
+class TextTrainConfig:
+    split: str = param("codes split with a caption column to train on")
+    steps: int = param("optimiser steps", minimum=1)
+    batch_size: int = param("(code, caption) sequences per step", minimum=1)
+    lr: float = param("AdamW lr after warm-up, constant (paper: 1e-5 for LLaDA-8B)",
+                     **positive())
+    warmup_steps: int = param("linear lr warm-up", minimum=0)
+    clip_grad: float = param("gradient-norm clip", **positive())
+    ema_decay: float = param("EMA decay of the sampling weights (tiny back end)", minimum=0,
+                            maximum=1)
+    precision: Literal["auto", "fp32", "bf16"] = param(PRECISION_DOC)
+    seed: int = param("seed of init, batch order and masking", minimum=0)
+    threads: int = param("torch CPU threads", minimum=1)
+    checkpoint_every: int = param("steps between resumable checkpoints", minimum=1)
+
+
+@dataclass(frozen=True)
+class TextSampleConfig:
+    steps: int = param("unmasking steps over the code span (paper: 512)", minimum=1)
+    temperature: float = param("Gumbel temperature of the proposals (paper: 0.2; 0: argmax)",
+                              minimum=0)
+    remasking: Literal["low_confidence", "random"] = param("which proposals stay masked")
+    samples: int = param("codes generated per prompt", minimum=1)
+    seed: int = param("seed of the sampler", minimum=0)
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = param("adapter rank r", minimum=1)
+    alpha: float = param("adapter scale alpha: the update is (alpha / r) B A", **positive())
+    dropout: float = param("dropout on the adapters' input", minimum=0, maximum=1)
+    targets: list[str] | None = param("module names to adapt (null: every linear layer but the "
+                                     "output head)")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    backend: Literal["tiny", "transformers"] = param(
+        "tiny: a small bidirectional transformer trained from scratch; transformers: a masked "
+        "LM from a local folder (LLaDA-8B-Base) with the code tokens added")
+    model: str | None = param("local transformers folder (backend: transformers)")
+    trust_remote_code: bool = param("let transformers run the folder's model code (LLaDA)")
+    width: int = param("tiny back end: hidden width", minimum=8)
+    depth: int = param("tiny back end: transformer blocks", minimum=1)
+    heads: int = param("tiny back end: attention heads", minimum=1)
+    dropout: float = param("tiny back end: dropout", minimum=0, maximum=1)
+    caption_length: int = param("caption tokens after <|start_sem|> (paper: up to 640)",
+                               minimum=1)
+    lora: LoRAConfig | None = param(
+        "transformers back end: low-rank adapters through peft, the input and output "
+        "embeddings trained in full (the code tokens are new rows there), merged into the "
+        "saved model; null: every weight trained (the paper)")
+    train: TextTrainConfig = param("training")
+    sample: TextSampleConfig = param("generation")
