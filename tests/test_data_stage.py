@@ -3,10 +3,12 @@
 import dataclasses
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from dlc.config import ImageFolderConfig
-from dlc.io import read_json
+from dlc.data.sources import ImageTable
+from dlc.io import read_json, read_parquet, write_parquet
 from dlc.stages import data
 
 
@@ -39,3 +41,11 @@ def test_folder_kind_indexes_train_and_val_and_reports_bad_files(micro_config, t
     assert report["train"]["skipped"] == 1 and report["val"]["skipped"] == 0
     # 4 training images, 8 columns of 32 px + 1 px padding, enlarged 4x.
     assert Image.open(out / "preview.png").size == ((8 * 33 + 1) * 4, (33 + 1) * 4)
+    assert ImageTable(out / "images.parquet", "val").metadata["classes"] == ["cat", "dog"]
+
+    # a table whose labels no longer match its class list is refused by its readers
+    frame, metadata = read_parquet(out / "images.parquet")
+    frame.loc[frame["split"] == "val", "label"] = 1 - frame.loc[frame["split"] == "val", "label"]
+    write_parquet(frame, out / "drifted.parquet", metadata)
+    with pytest.raises(ValueError, match=r"drifted.parquet: cat/0 has label 1, which is class"):
+        ImageTable(out / "drifted.parquet", "val")

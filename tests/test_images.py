@@ -1,6 +1,7 @@
 """Class-folder reader: ADM centre crop and skip-and-report for unreadable files."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -55,6 +56,36 @@ def test_dataset_skips_and_counts_files_that_fail_later(tmp_path):
     assert [image_id for image_id, _ in skipped] == ["b_dogs/1"]
     assert "unreadable image" in skipped[0][1]
     assert tuple(pixels[0, 0, 0]) == (255, 0, 0) and labels[0] == 0
+
+
+def test_every_split_takes_the_training_trees_labels(tmp_path):
+    """Labels are the training tree's class numbers wherever a class sits in another tree's
+    sorted order; a class the training tree lacks, or one it has and the split lacks, is an
+    error naming the folder."""
+    classes = ["a_cats", "b_dogs", "c_owls"]
+    for name in ("a_cats", "c_owls"):   # a val tree without b_dogs: c_owls would become 1
+        (tmp_path / "val" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "val" / name / "0.png")
+    with pytest.raises(ValueError, match=r"val/b_dogs: no such folder.*training tree"):
+        images.index_folder(tmp_path / "val", classes)
+    (tmp_path / "val" / "b_dogs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "val" / "b_dogs" / "0.png")
+    index, _ = images.index_folder(tmp_path / "val", classes)
+    assert dict(zip(index["class_name"], index["label"])) == {"a_cats": 0, "b_dogs": 1,
+                                                               "c_owls": 2}
+    (tmp_path / "val" / "d_bats").mkdir()
+    with pytest.raises(ValueError, match=r"val/d_bats: class 'd_bats' is not among the 3"):
+        images.index_folder(tmp_path / "val", classes)
+
+
+def test_a_table_whose_labels_drifted_is_refused(tmp_path):
+    frame = pd.DataFrame({"image_id": ["a/0", "b/0"], "label": [0, 1],
+                          "class_name": ["a", "c"]})
+    images.check_labels("t.parquet", frame.iloc[:1], ["a", "b"])
+    with pytest.raises(ValueError, match="t.parquet: b/0 has label 1, which is class 'b'"):
+        images.check_labels("t.parquet", frame, ["a", "b"])
+    with pytest.raises(ValueError, match="label 1 is not one of the 1 classes"):
+        images.check_labels("t.parquet", frame, ["a"])
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

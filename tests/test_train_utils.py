@@ -88,6 +88,40 @@ def test_a_damaged_checkpoint_is_skipped_for_the_one_before_it(tmp_path, damage)
     torch.testing.assert_close(fresh_model.weight, model.weight - 1.0)
 
 
+class RunsCode:
+    """A pickle that, loaded with weights_only=False, would create `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_state_that_would_run_code_is_never_unpickled(tmp_path):
+    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    checkpoint.save(tmp_path, 10, model, ema, {"extra": 10}, "hash-a")
+    checkpoint.save(tmp_path, 20, model, ema, {"extra": RunsCode(tmp_path / "marker")}, "hash-a")
+    assert not (tmp_path / "marker").exists()
+    state = checkpoint.load_latest(tmp_path, model, ema, "hash-a")
+    assert state["step"] == 10                   # step 20 refused, the one before it used
+    assert not (tmp_path / "marker").exists()
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    model = torch.nn.Linear(2, 2)
+    np.random.seed(3), random.seed(3), torch.manual_seed(3)
+    checkpoint.save(tmp_path, 1, model, None, {}, "hash-a")
+    expected = np.random.rand(), random.random(), torch.rand(1)
+    np.random.seed(4), random.seed(4), torch.manual_seed(4)
+    checkpoint.load_latest(tmp_path, model, None, "hash-a")
+    assert (np.random.rand(), random.random(), torch.rand(1)) == expected
+
+
 def test_task_shares_cover_every_piece_once_and_a_bad_task_is_refused():
     shares = [task_share(10, task, 3) for task in range(3)]
     assert shares[1] == [1, 4, 7]

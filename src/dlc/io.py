@@ -8,10 +8,12 @@ DVC does not create them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,17 +26,47 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+WRITE_ERRORS = {errno.ENOSPC: "no space left on the device",
+                errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "read-only file system",
+                errno.EFBIG: "the file is too large for the file system",
+                errno.EACCES: "permission denied"}
+
+
+def _write_failure(path: Path, error: BaseException) -> OSError | None:
+    """The error a full or read-only disk gave, restated with the output it was writing: the
+    OS's own (an OSError with a write errno), or a library's own error type that only says a
+    write failed (torch.save's RuntimeError, safetensors' SafetensorError) when the folder has
+    no space left."""
+    code = getattr(error, "errno", None)
+    if code not in WRITE_ERRORS and not isinstance(error, OSError) and path.parent.is_dir() \
+            and shutil.disk_usage(path.parent).free < 1 << 16:
+        code = errno.ENOSPC
+    if code not in WRITE_ERRORS:
+        return None
+    return OSError(code, f"{path}: cannot write it, {WRITE_ERRORS[code]} (nothing was written "
+                         f"under that name; free space or fix the folder, then rerun)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    A full or read-only disk fails naming `path` (OSError), never leaving part of a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise (_write_failure(path, error) or error) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except Exception as error:   # anything a writer raises on a full disk
+        failure = _write_failure(path, error)
+        if failure is None:
+            raise
+        raise failure from error
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -57,9 +89,12 @@ def output_lock(path: str | Path, command: str) -> Iterator[None]:
 
     path = Path(path)
     lock_path = path.parent / f".{path.name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        handle = open(lock_path, "a+")
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a+")
+        except OSError as error:
+            raise (_write_failure(path, error) or error) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

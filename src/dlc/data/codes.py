@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dlc.data.images import check_labels
 from dlc.io import PARQUET_METADATA_KEY, atomic_path
 
 REQUIRED_METADATA = ("L", "V", "producer", "dataset", "split")
@@ -140,6 +141,8 @@ def read_codes(path: str | Path, length: int | None = None, vocab: int | None = 
             first = metadata
         elif (metadata["L"], metadata["V"]) != (first["L"], first["V"]):
             raise ValueError(f"{shard}: L/V differ from the folder's first shard")
+        elif metadata.get("classes") != first.get("classes"):
+            raise ValueError(f"{shard}: its class list differs from the folder's first shard")
         matrices.append(_column_matrix(table, "codes"))
         if features:
             if "features" not in table.column_names:
@@ -148,7 +151,9 @@ def read_codes(path: str | Path, length: int | None = None, vocab: int | None = 
         frames.append(table.drop_columns(
             [c for c in ("codes", "features") if c in table.column_names]).to_pandas())
     codes = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
-    return Codes(codes, pd.concat(frames, ignore_index=True), first,
+    frame = pd.concat(frames, ignore_index=True)
+    check_labels(path, frame, first.get("classes"))
+    return Codes(codes, frame, first,
                  np.concatenate(feature_parts) if features else None)
 
 

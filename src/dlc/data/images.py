@@ -67,18 +67,41 @@ def _check_readable(path: Path) -> str | None:
         return str(error) or type(error).__name__
 
 
-def index_folder(root: str | Path, verify: bool = True) -> tuple[pd.DataFrame, SkipReport]:
-    """One row per readable image: image_id ('<class>/<file stem>'), path, label, class_name.
-    Classes are the sorted sub-folder names (ImageNet's synsets give the usual label order)."""
+def folder_classes(root: str | Path) -> list[str]:
+    """The sorted class sub-folder names of a tree (ImageNet's synsets give the usual label
+    order); the training tree's are the class list of every split."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: image folder not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"{root}: no class sub-folders (expected root/<class>/<image>)")
+    return classes
+
+
+def index_folder(root: str | Path, classes: list[str] | None = None,
+                 verify: bool = True) -> tuple[pd.DataFrame, SkipReport]:
+    """One row per readable image: image_id ('<class>/<file stem>'), path, label, class_name.
+    `classes` numbers the labels (default: this tree's own sub-folders) and the tree must hold
+    exactly those: a sub-folder that is not one of them, or one of them missing, is an error
+    naming the folder, so one split can never shift the labels of another."""
+    root = Path(root)
+    found = folder_classes(root)
+    classes = found if classes is None else classes
+    label = {name: number for number, name in enumerate(classes)}
+    unknown = [name for name in found if name not in label]
+    if unknown:
+        raise ValueError(f"{root / unknown[0]}: class {unknown[0]!r} is not among the "
+                         f"{len(classes)} classes of the training tree"
+                         + (f" (nor are {unknown[1:]})" if len(unknown) > 1 else ""))
+    missing = [name for name in classes if name not in set(found)]
+    if missing:
+        raise ValueError(f"{root / missing[0]}: no such folder, but {missing[0]!r} is a class of "
+                         "the training tree (every split holds the same classes)"
+                         + (f"; also missing: {missing[1:]}" if len(missing) > 1 else ""))
     report = SkipReport()
     rows = []
-    for label, name in enumerate(classes):
+    for name in found:
         for path in sorted((root / name).iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -86,12 +109,30 @@ def index_folder(root: str | Path, verify: bool = True) -> tuple[pd.DataFrame, S
             if reason is not None:
                 report.add(str(path), reason)
                 continue
-            rows.append((f"{name}/{path.stem}", str(path), label, name))
+            rows.append((f"{name}/{path.stem}", str(path), label[name], name))
     frame = pd.DataFrame(rows, columns=["image_id", "path", "label", "class_name"])
     frame["label"] = frame["label"].astype(np.int32)
     if frame.empty:
         raise ValueError(f"{root}: no readable images ({len(report.skipped)} skipped)")
     return frame, report
+
+
+def check_labels(where: str | Path, frame: pd.DataFrame, classes: list[str] | None) -> None:
+    """Every label names one of `classes` (a table's metadata), and, where the table has a
+    class_name column, the class it names: a table whose labels drifted fails, naming itself."""
+    if classes is None:
+        return
+    labels = frame["label"].to_numpy()
+    outside = (labels < 0) | (labels >= len(classes))
+    if outside.any():
+        raise ValueError(f"{where}: label {labels[outside][0]} is not one of the "
+                         f"{len(classes)} classes in its metadata")
+    if "class_name" in frame:
+        wrong = frame["class_name"].to_numpy() != np.asarray(classes)[labels]
+        if wrong.any():
+            row = frame[wrong].iloc[0]
+            raise ValueError(f"{where}: {row['image_id']} has label {row['label']}, which is "
+                             f"class {classes[row['label']]!r}, not its {row['class_name']!r}")
 
 
 class ImageFolderDataset:

@@ -30,6 +30,8 @@ COLOURS = {  # saturated foreground colours
     "yellow": (240, 220, 40), "magenta": (220, 50, 200), "cyan": (40, 210, 220),
     "orange": (250, 140, 20), "white": (245, 245, 245),
 }
+# label = shape index * len(COLOURS) + colour index: the class of a (shape, colour) pair
+CLASSES = tuple(f"{shape} {colour}" for shape in SHAPES for colour in COLOURS)
 BACKGROUNDS = {  # dark background colours, so every shape stays visible
     "black": (15, 15, 15), "gray": (90, 90, 90), "blue": (20, 30, 95), "brown": (85, 55, 25),
 }

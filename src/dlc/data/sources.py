@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dlc.data.images import READ_ERRORS, adm_center_crop, load_image
+from dlc.data.images import READ_ERRORS, adm_center_crop, check_labels, load_image
 from dlc.io import read_parquet
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class ImageTable:
         frame = frame[frame["split"] == split].reset_index(drop=True)
         if frame.empty:
             raise ValueError(f"{path}: no images in split {split!r}")
+        check_labels(path, frame, self.metadata.get("classes"))
         self.path, self.split = Path(path), split
         if "image" in frame:
             self._pngs, self._paths = frame.pop("image").tolist(), None

@@ -29,31 +29,34 @@ def run(cfg: Config, *, out: str | Path, report: str | Path,
     write_table(cfg.active.data, out, report, preview)
 
 
-def _shapes_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
+def _shapes_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray, list[str]]:
     s = cfg.shapes
     frame = shapes.generate(s.n_images, s.resolution, s.seed, s.test_fraction, s.holdout)
     report = {"images": len(frame), "splits": frame["split"].value_counts().to_dict()}
     preview = shapes.decode_images(frame[frame["split"] == "train"].head(64))
-    return frame, report, preview
+    return frame, report, preview, list(shapes.CLASSES)
 
 
-def _folder_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray]:
+def _folder_table(cfg: DataConfig) -> tuple[pd.DataFrame, dict, np.ndarray, list[str]]:
     parts, report = [], {}
+    classes = images.folder_classes(cfg.folder.train_dir)   # one class list, every split
     for split in ("train", "val"):
-        index, skipped = images.index_folder(getattr(cfg.folder, f"{split}_dir"))
+        index, skipped = images.index_folder(getattr(cfg.folder, f"{split}_dir"), classes)
         parts.append(index.assign(split=split))
         report[split] = {"indexed": len(index), **skipped.to_json()}
     frame = pd.concat(parts, ignore_index=True)
     head = frame[frame["split"] == "train"].head(64)
     preview = np.stack([images.load_image(p, cfg.folder.resolution) for p in head["path"]])
-    return frame, report, preview
+    return frame, report, preview, classes
 
 
 def write_table(cfg: DataConfig, out: str | Path, report_path: str | Path,
                 preview_path: str | Path | None = None) -> None:
-    frame, report, preview = (_shapes_table if cfg.kind == "shapes" else _folder_table)(cfg)
+    frame, report, preview, classes = (_shapes_table if cfg.kind == "shapes"
+                                       else _folder_table)(cfg)
+    # label i is classes[i] in every split; readers check it (data.sources, data.codes)
     metadata = {"dataset": cfg.kind, "producer": "dlc data", "params": to_dict(cfg),
-                **dio.run_metadata(to_dict(cfg))}
+                "classes": classes, **dio.run_metadata(to_dict(cfg))}
     dio.write_parquet(frame, out, metadata)
     dio.write_json(report_path, report)
     if preview_path:

@@ -85,7 +85,7 @@ def extract_split(cfg: SEMConfig, encoder, table: ImageTable, hashes: dict, out_
     split = table.split
     metadata = {
         "L": cfg.length, "V": cfg.vocab, "dataset": table.metadata.get("dataset", "unknown"),
-        "split": split, **hashes,
+        "split": split, "classes": table.metadata.get("classes"), **hashes,
         "producer": {"stage": "dlc extract-codes", "code": "argmax of the SEM logits"},
         "preprocessing": {"crop": "ADM centre crop", "size": cfg.backbone.img_size,
                           "normalize": "ImageNet mean/std", "flip": False},

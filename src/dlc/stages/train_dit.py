@@ -41,6 +41,7 @@ from dlc.models.vae import REPORT, decode, load_vae, vae_location
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
+from dlc.train.guard import NonFiniteGuard
 from dlc.train.repa import alignment_loss, encoder_targets
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
@@ -152,6 +153,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
                                   weight_decay=0.0, fused=cuda, foreach=not cuda)
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
                                        params_sha)
+    guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(pairs), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
@@ -197,17 +199,20 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
             loss = loss + cfg.repa.weight * terms["align"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        update_ema(ema, model, warmed_up_decay(step, t.ema_decay))
+        grad_norm = nn.utils.get_total_norm([p.grad for p in model.parameters()
+                                             if p.grad is not None])
+        done = step + 1
+        stepped = guard.step(done, loss, grad_norm)   # no update from a non-finite step
+        update_ema(ema, model, warmed_up_decay(step, t.ema_decay), stepped)
         window_images += len(latents) * procs.world
 
-        done = step + 1
         if done % log_every == 0 or done == t.steps:
             now = time.perf_counter()
             row = {"step": done, "loss": loss.item(), "mse": terms["mse"].mean().item(),
                    "vlb": terms["vlb"].mean().item() if "vlb" in terms else 0.0,
                    "align": terms["align"].mean().item() if "align" in terms else 0.0,
-                   "images_per_s": window_images / (now - window_start)}
+                   "grad_norm": grad_norm.item(),
+                   "images_per_s": window_images / (now - window_start), **guard.skipped(done)}
             window_start, window_images = now, 0
             history.append(row)
             progress.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
@@ -215,10 +220,12 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
             _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
                          out_dir / "grids" / f"step-{done:08d}.png")
         if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+            guard.check()
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history,
                              "ema_updates": done}, params_sha, keep=t.keep_checkpoints)
 
+    guard.check()
     if procs.main:
         _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
                      out_dir / "samples.png")

@@ -26,6 +26,7 @@ from dlc.models.sedd import build_sedd
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
+from dlc.train.guard import NonFiniteGuard
 from dlc.train.schedules import lr_factor
 from dlc.viz import loss_curve
 
@@ -65,6 +66,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
                                   weight_decay=0.0, fused=procs.device.type == "cuda")
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
                                        params_sha)
+    guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(data), t.seed)
     batches = StepBatches(start, t.steps, t.batch_size, procs.rank, procs.world)
@@ -87,21 +89,24 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
-        optimizer.step()
-        update_ema(ema, model, warmed_up_decay(step, t.ema_decay))
-
         done = step + 1
+        stepped = guard.step(done, loss, grad_norm)   # no update from a non-finite step
+        update_ema(ema, model, warmed_up_decay(step, t.ema_decay), stepped)
+
         if done % log_every == 0 or done == t.steps:
             # per token: the loss is a sum over the L positions
             row = {"step": done, "loss": loss.item(), "loss_per_token": loss.item() / length,
-                   "grad_norm": grad_norm.item(), "lr": optimizer.param_groups[0]["lr"]}
+                   "grad_norm": grad_norm.item(), "lr": optimizer.param_groups[0]["lr"],
+                   **guard.skipped(done)}
             history.append(row)
             progress.set_postfix(loss=f"{row['loss_per_token']:.3f}", refresh=False)
         if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+            guard.check()
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history},
                             params_sha)
 
+    guard.check()
     if procs.main:
         _write_outputs(cfg, out_dir, ema, history, codes, length, vocab, params_sha)
     return out_dir

@@ -31,6 +31,7 @@ from dlc.models.sem import SEMEncoder, build_encoder
 from dlc.train import checkpoint, distributed, ssl
 from dlc.train.batches import StepBatches, StepRandom
 from dlc.train.ema import make_ema, update_ema
+from dlc.train.guard import NonFiniteGuard
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
         for name in centers:
             centers[name].copy_(state["centers"][name])
         history, start = state["history"], state["step"]
+    guard = NonFiniteGuard(optimizer, cfg.train.nonfinite_patience, out_dir / "checkpoints",
+                           history)
 
     loader = torch.utils.data.DataLoader(
         MultiCropDataset(table, cfg.crops, cfg.train.seed),
@@ -196,7 +199,7 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
         pin_memory=procs.device.type == "cuda", persistent_workers=False)
     autocast = distributed.autocast(procs.device, cfg.train.precision)
     log_every = max(1, cfg.train.steps // 200)
-    skipped = 0
+    skipped = 0   # unreadable images
     progress = tqdm(loader, desc="train-sem", initial=start, total=cfg.train.steps,
                     mininterval=5, disable=not procs.main)
     for step, (global_crops, local_crops, dropped) in enumerate(progress, start=start):
@@ -217,21 +220,24 @@ def train(cfg: SEMConfig, images: str | Path, out_dir: str | Path,
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         grad_norm = nn.utils.clip_grad_norm_(encoder.parameters(), cfg.train.clip_grad)
-        optimizer.step()
-        update_ema(teacher, encoder, temps["momentum"])
-
         done = step + 1
+        stepped = guard.step(done, terms["loss"], grad_norm)   # none from a non-finite step
+        update_ema(teacher, encoder, temps["momentum"], stepped)
+
         if done % log_every == 0 or done == cfg.train.steps:
             row = {"step": done, **{k: v.item() for k, v in terms.items()},
-                   "grad_norm": grad_norm.item(), **temps, "skipped_images": skipped}
+                   "grad_norm": grad_norm.item(), **temps, "skipped_images": skipped,
+                   **guard.skipped(done)}
             history.append(row)
             progress.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
         if done % cfg.train.checkpoint_every == 0 and done < cfg.train.steps and procs.main:
+            guard.check()
             checkpoint.save(out_dir / "checkpoints", done, encoder, teacher,
                             {"optimizer": optimizer.state_dict(), "history": history,
                              "centers": {k: v.cpu() for k, v in centers.items()}},
                             params_sha, keep=cfg.train.keep_checkpoints)
 
+    guard.check()
     if procs.main:
         _write_outputs(cfg, out_dir, teacher, history, params_sha, table)
     return out_dir

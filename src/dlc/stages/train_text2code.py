@@ -24,6 +24,7 @@ from dlc.models.text_model import TextModel
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
 from dlc.train.ema import make_ema, update_ema, warmed_up_decay
+from dlc.train.guard import NonFiniteGuard
 from dlc.train.schedules import lr_factor
 from dlc.viz import loss_curve
 
@@ -57,6 +58,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
     optimizer = torch.optim.AdamW(trained, lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", network, ema, optimizer,
                                        params_sha)
+    guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
     order = EpochOrder(len(data), t.seed)
     log_every = max(1, t.steps // 200)
     autocast = distributed.autocast(next(network.parameters()).device, t.precision)
@@ -75,17 +77,20 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
         loss = masked_lm.training_loss(logits, data[rows], model.codes.mask, maskable[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(trained, t.clip_grad)
-        optimizer.step()
-        if ema is not None:
-            update_ema(ema, network, warmed_up_decay(step, t.ema_decay))
+        grad_norm = nn.utils.clip_grad_norm_(trained, t.clip_grad)
         done = step + 1
+        stepped = guard.step(done, loss, grad_norm)   # no update from a non-finite step
+        if ema is not None:
+            update_ema(ema, network, warmed_up_decay(step, t.ema_decay), stepped)
         if done % log_every == 0 or done == t.steps:
-            history.append({"step": done, "loss": loss.item()})
+            history.append({"step": done, "loss": loss.item(), "grad_norm": grad_norm.item(),
+                            **guard.skipped(done)})
         if done % t.checkpoint_every == 0 and done < t.steps:
+            guard.check()
             checkpoint.save(out_dir / "checkpoints", done, network, ema,
                             {"optimizer": optimizer.state_dict(), "history": history},
                             params_sha)
+    guard.check()
     if ema is not None:
         model.network = ema
     model.save(out_dir)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from dlc import io as dio
@@ -44,6 +45,7 @@ from dlc.models.vae import (
 )
 from dlc.train import checkpoint, distributed
 from dlc.train.batches import EpochOrder, StepBatches
+from dlc.train.guard import NonFiniteGuard
 from dlc.train.schedules import lr_factor
 from dlc.viz import image_grid, loss_curve, save_image
 
@@ -84,6 +86,7 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
     optimizer = torch.optim.AdamW(vae.parameters(), lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", vae, None, optimizer,
                                        params_sha)
+    guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(images), t.seed)
     log_every = max(1, t.steps // 200)
@@ -98,15 +101,20 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
         loss, terms = _loss(vae, batch, cfg, autocast)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        grad_norm = nn.utils.get_total_norm([p.grad for p in vae.parameters()
+                                             if p.grad is not None])
         done = step + 1
+        guard.step(done, loss, grad_norm)   # no update from a non-finite step
         if done % log_every == 0 or done == t.steps:
-            history.append({"step": done, **terms})
+            history.append({"step": done, **terms, "grad_norm": grad_norm.item(),
+                            **guard.skipped(done)})
             progress.set_postfix(rec=f"{terms['reconstruction']:.4f}", refresh=False)
         if done % t.checkpoint_every == 0 and done < t.steps:
+            guard.check()
             checkpoint.save(out_dir / "checkpoints", done, vae, None,
                             {"optimizer": optimizer.state_dict(), "history": history},
                             params_sha)
+    guard.check()
     vae.eval()
     _set_scaling_factor(vae, images[:SCALE_IMAGES], cfg.cache.seed)
     _save_pretrained(vae, out_dir / MODEL)

@@ -4,7 +4,9 @@ Layout (one folder per step, a `latest` pointer written last, so a half-written 
 never picked up):
     <dir>/step-00001500/model.safetensors, ema.safetensors, state.pt, meta.json
     <dir>/latest            -> "step-00001500"
-A checkpoint records the hash of the params that made it; resuming under other params is refused
+state.pt holds plain types only and is read with `torch.load(weights_only=True)`, so a
+results folder from elsewhere cannot run code when resumed. A checkpoint records the hash of
+the params that made it; resuming under other params is refused
 (the run starts over) instead of silently mixing two configurations. meta.json also holds the
 sha256 of every file: a checkpoint whose files do not match or do not load (a disk error, a
 truncated copy) is skipped with a warning and the one before it is used.
@@ -31,8 +33,12 @@ CHECKPOINT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    """Every global RNG's state in types `torch.load(weights_only=True)` reads: tensors, str,
+    int, float, tuples (numpy's key array as a tensor, not a pickled ndarray)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss,
+                       cached)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -40,7 +46,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -128,7 +135,8 @@ def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Mod
             load_model(model, str(folder / "model.safetensors"), strict=True)
             if ema is not None:
                 load_model(ema, str(folder / "ema.safetensors"), strict=True)
-            state = torch.load(folder / "state.pt", weights_only=False)
+            # weights_only: a state.pt runs no code, whoever wrote the results folder
+            state = torch.load(folder / "state.pt", weights_only=True)
         except (OSError, ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError,
                 SafetensorError) as error:
             log.warning("checkpoint %s is unreadable (%s): trying the one before it", folder,

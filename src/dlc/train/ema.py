@@ -21,8 +21,20 @@ def warmed_up_decay(step: int, decay: float) -> float:
 
 
 @torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model for parameters; buffers are copied."""
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float,
+               applied: bool | torch.Tensor = True) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers are copied.
+
+    `applied` is the guard's verdict on this step (train/guard.py): False, or a 0.0 tensor on
+    the device, leaves the EMA as it was, so a skipped step reaches no weights."""
+    if applied is False:
+        return
+    if applied is True:
+        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+        for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)
+        return
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()),
+                         (1.0 - decay) * applied)
     for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
-        ema_buffer.copy_(buffer)
+        ema_buffer.copy_(torch.where(applied > 0, buffer, ema_buffer))

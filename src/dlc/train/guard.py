@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
+COLUMN = "nonfinite_steps"   # loss.csv: skipped steps so far
 
 
 class NonFiniteError(RuntimeError):
@@ -28,14 +29,20 @@ class NonFiniteError(RuntimeError):
 
 
 class NonFiniteGuard:
-    def __init__(self, optimizer: torch.optim.Optimizer, patience: int, checkpoints: Path):
+    def __init__(self, optimizer: torch.optim.Optimizer, patience: int, checkpoints: Path,
+                 history: list[dict]):
+        """`history`: the loss rows so far (a resumed run's count goes on from its last row)."""
         self.optimizer, self.patience, self.checkpoints = optimizer, patience, Path(checkpoints)
-        self.device = optimizer.param_groups[0]["params"][0].device
         self.on_device = bool(optimizer.defaults.get("fused"))
-        # (streak of non-finite steps, all non-finite steps): tensors on the device path
-        zero = torch.zeros((), device=self.device)
-        self.streak, self.total = (zero, zero.clone()) if self.on_device else (0, 0)
-        self.reported = 0
+        before = history[-1].get(COLUMN, 0) if history else 0
+        # the current streak of non-finite steps, the longest since the last check and the step
+        # it ended at, all of them so far: 0-dim tensors on the device path
+        device = optimizer.param_groups[0]["params"][0].device
+        new = (lambda value: torch.full((), float(value), device=device)) if self.on_device \
+            else (lambda value: value)
+        self.streak, self.longest, self.longest_end, self.total = new(0), new(0), new(0), \
+            new(before)
+        self.reported = before
 
     def step(self, step: int, loss: torch.Tensor,
              grad_norm: torch.Tensor | None = None) -> bool | torch.Tensor:
@@ -50,31 +57,40 @@ class NonFiniteGuard:
             self.optimizer.found_inf = bad
             self.optimizer.step()
             self.streak = (self.streak + 1) * bad
+            longer = self.streak > self.longest
+            self.longest = torch.where(longer, self.streak, self.longest)
+            self.longest_end = torch.where(longer, step, self.longest_end)
             self.total = self.total + bad
             return 1.0 - bad
         if bad.item():
             self.streak, self.total = self.streak + 1, self.total + 1
+            self.longest, self.longest_end = self.streak, step
             log.warning("step %d: loss %s, gradient norm %s: update skipped", step,
                         loss.item(), None if grad_norm is None else grad_norm.item())
-            self.check(step)
+            self.check()
             return False
         self.optimizer.step()
         self.streak = 0
         return True
 
-    def skipped(self, step: int) -> int:
-        """Non-finite steps so far (for loss.csv); stops the run if the last `patience` were."""
-        self.check(step)
+    def skipped(self, step: int) -> dict[str, int]:
+        """{COLUMN: non-finite steps so far}, for a loss.csv row; stops the run if the last
+        `patience` steps were non-finite."""
+        self.check()
         total = int(self.total)
         if self.on_device and total > self.reported:
             log.warning("up to step %d: %d steps with a non-finite loss or gradient norm "
                         "skipped", step, total)
         self.reported = total
-        return total
+        return {COLUMN: total}
 
-    def check(self, step: int) -> None:
-        streak = int(self.streak)
-        if streak < self.patience:
+    def check(self) -> None:
+        """Stop the run if `patience` steps in a row were non-finite (on the device path: at
+        any time since the last check)."""
+        longest, end = int(self.longest), int(self.longest_end)
+        if longest < self.patience:
+            if self.on_device:
+                self.longest = torch.zeros_like(self.longest)
             return
         latest = self.checkpoints / "latest"
         kept = (f"The last checkpoint, {self.checkpoints / latest.read_text().strip()}, holds "
@@ -82,6 +98,7 @@ class NonFiniteGuard:
                 else "No checkpoint was written before them")
         raise NonFiniteError(
             f"{self.checkpoints.parent}: the loss or gradient norm was not finite at steps "
-            f"{step - streak + 1} to {step} ({streak} in a row, the patience); the run stopped "
-            f"and wrote no final weights. {kept}. Lower the learning rate or clip "
-            "the gradients harder, and rerun (a checkpoint made with other params starts over)")
+            f"{end - longest + 1} to {end} ({longest} in a row; the patience is "
+            f"{self.patience}); the run stopped and wrote no final weights. {kept}. Lower the "
+            "learning rate or clip the gradients harder, and rerun (a checkpoint made with "
+            "other params starts over)")
