@@ -27,6 +27,7 @@ files compared and any that differ. Exit 1 if any differ.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -54,6 +55,7 @@ SKIPPED_PARTS = {"logs", "checkpoints", "shards", "reference_features"}
 # report.md and its figures quote wall times; report.json is compared without them
 SKIPPED_FILES = {"report.md", "report.html"}
 POLL_S = 0.05
+JOB_LOG = re.compile(r"results/logs/\S+?\.log")   # every rule logs there, one file per job
 
 
 # --- the process table -----------------------------------------------------------------------
@@ -85,15 +87,12 @@ def below(root: int, table: dict[int, tuple[int, str]]) -> list[int]:
     return found
 
 
-def running_jobs(root: int, jobs: dict[str, str]) -> dict[str, list[int]]:
-    """job log path -> the pids under `root` whose command line names it."""
+def running_jobs(root: int) -> set[str]:
+    """The job log paths (`--log` of a `dlc` command, a shell's redirection) named in the
+    command lines of the processes under `root`: the jobs running now."""
     table = process_table()
-    found: dict[str, list[int]] = {}
-    for pid in below(root, table):
-        for log in jobs:
-            if log in table.get(pid, (0, ""))[1]:
-                found.setdefault(log, []).append(pid)
-    return found
+    return {log for pid in below(root, table)
+            for log in JOB_LOG.findall(table.get(pid, (0, ""))[1])}
 
 
 def kill_tree(root: int, how: signal.Signals) -> None:
@@ -101,15 +100,15 @@ def kill_tree(root: int, how: signal.Signals) -> None:
     after SIGTERM, SIGKILL whatever is left after 30 s."""
     pids = below(root, process_table())
     for pid in pids:
-        with _gone():
+        with contextlib.suppress(ProcessLookupError):   # exited since the snapshot
             os.kill(pid, how)
     deadline = time.time() + 30
     while how == signal.SIGTERM and time.time() < deadline:
-        if not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids):
+        if not any(_alive(pid) for pid in pids):
             return
         time.sleep(0.2)
     for pid in pids:
-        with _gone():
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -118,16 +117,6 @@ def _alive(pid: int) -> bool:
         return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-class _gone:
-    """A process that exited between the snapshot and the signal is fine."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        return kind is ProcessLookupError
 
 
 # --- engines ----------------------------------------------------------------------------------
@@ -169,17 +158,16 @@ def job_rules(folder: Path) -> dict[str, str]:
     return jobs
 
 
-def clean_run(engine: str, folder: Path, jobs: dict[str, str] | None) -> tuple[float, dict]:
+def clean_run(engine: str, folder: Path) -> tuple[float, dict]:
     """Run to the end; returns (seconds, job log path -> seconds seen running)."""
     prepare(folder, engine)
     began, first, last = time.time(), {}, {}
     process = start(engine, folder)
     while process.poll() is None:
-        if jobs:
-            now = time.time()
-            for log in running_jobs(process.pid, jobs):
-                first.setdefault(log, now)
-                last[log] = now
+        now = time.time()
+        for log in running_jobs(process.pid):
+            first.setdefault(log, now)
+            last[log] = now
         time.sleep(POLL_S)
     if process.returncode != 0:
         sys.exit(f"the clean {engine} run failed: see {folder / (engine + '.out')}")
@@ -195,14 +183,14 @@ def killed_run(engine: str, folder: Path, jobs: dict[str, str], durations: dict[
         process, began, plan, killed = start(engine, folder), time.time(), None, False
         while process.poll() is None:
             if plan is None and len(kills) < budget:
-                for log in running_jobs(process.pid, jobs):
+                for log in running_jobs(process.pid) & jobs.keys():
                     if jobs[log] not in hit:
                         after = rng.uniform(0.1, 0.8) * durations.get(log, 1.0)
                         plan = (log, time.time() + after, rng.choice(["SIGKILL", "SIGTERM"]))
                         break
             if plan is not None and time.time() >= plan[1]:
                 log, _, how = plan
-                still = running_jobs(process.pid, jobs)
+                still = running_jobs(process.pid) & jobs.keys()
                 if log in still:   # the rule the process table shows at the moment of the kill
                     kill_tree(process.pid, signal.Signals[how])
                     process.wait()
@@ -325,11 +313,9 @@ def main() -> None:
     rng = random.Random(args.seed)
     work = Path(args.workdir)
 
-    clean_s, _ = clean_run("snakemake", work / "clean-snakemake", None)
+    clean_s, durations = clean_run("snakemake", work / "clean-snakemake")
     jobs = job_rules(work / "clean-snakemake")
-    # a second clean run, now with the jobs known, for their durations
-    _, durations = clean_run("snakemake", work / "clean-timed", jobs)
-    dvc_s, _ = clean_run("dvc", work / "clean-dvc", None)
+    dvc_s, _ = clean_run("dvc", work / "clean-dvc")
     print(f"clean runs: Snakemake {clean_s:.0f} s, DVC {dvc_s:.0f} s", flush=True)
 
     engines = {}
