@@ -98,10 +98,9 @@ def nan_loss(owner, name: str, calls: set[int]):
         yield
 
 
-def _stages(preset, folder, tmp_path):
+def _stages(preset, folder):
     """name -> (the loss to poison, train(out, patience) -> its final weights file)."""
     length, vocab = preset.sem.length, preset.sem.vocab
-    captioned = write_captioned_codes(folder, preset)
 
     def patient(section, patience):
         return dataclasses.replace(section, train=dataclasses.replace(
@@ -119,7 +118,8 @@ def _stages(preset, folder, tmp_path):
         "vae": ((train_vae, "_loss"), lambda out, k: train_vae.train(
             patient(preset.vae, k), folder / "images.parquet", out) / "model"),
         "text": ((masked_lm, "training_loss"), lambda out, k: train_text2code.train(
-            patient(preset.text, k), captioned, length, vocab, out) / "model.safetensors"),
+            patient(preset.text, k), write_captioned_codes(folder, preset), length, vocab, out)
+            / "model.safetensors"),
     }
 
 
@@ -133,7 +133,7 @@ def _finite(path) -> bool:
 def test_every_training_stage_skips_a_nan_step_and_stops_on_a_streak(stage, setup,  # noqa: F811
                                                                      tmp_path):
     preset, folder = setup
-    (owner, name), train = _stages(preset, folder, tmp_path)[stage]
+    (owner, name), train = _stages(preset, folder)[stage]
     with nan_loss(owner, name, {3}):                 # one bad step (of 4): skipped, counted
         weights = train(tmp_path / "once", 2)
     assert _finite(weights)

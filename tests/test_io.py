@@ -17,6 +17,32 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list((tmp_path / "sub").iterdir()) == []
 
 
+def test_a_write_on_a_full_disk_fails_naming_the_output(tmp_path, monkeypatch):
+    """The same mechanism tests/test_disk_full.py meets on a real full tmpfs, with the writer
+    raising ENOSPC itself (runs wherever mounting is not allowed)."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(OSError, match=r"out.bin: cannot write it, no space left") as error:
+        with dio.atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert error.value.errno == errno.ENOSPC
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+    # a library's own error type (torch.save's RuntimeError) counts when the folder is full
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1 << 20, 1 << 20, 0))
+    with pytest.raises(OSError, match=r"out.bin: cannot write it, no space left"):
+        with dio.atomic_path(target):
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0")
+    with pytest.raises(ValueError, match="not a write failure"):   # anything else passes
+        with dio.atomic_path(target):
+            raise ValueError("not a write failure")
+    assert not list(tmp_path.iterdir())
+
+
 def test_atomic_write_replaces_and_keeps_usual_permissions(tmp_path):
     target = tmp_path / "out.json"
     dio.write_json(target, {"a": 1})

@@ -38,7 +38,9 @@ def _write_failure(path: Path, error: BaseException) -> OSError | None:
     write failed (torch.save's RuntimeError, safetensors' SafetensorError) when the folder has
     no space left."""
     code = getattr(error, "errno", None)
-    if code not in WRITE_ERRORS and not isinstance(error, OSError) and path.parent.is_dir() \
+    library_write = (isinstance(error, RuntimeError)
+                     or type(error).__module__.startswith("safetensors"))
+    if code not in WRITE_ERRORS and library_write and path.parent.is_dir() \
             and shutil.disk_usage(path.parent).free < 1 << 16:
         code = errno.ENOSPC
     if code not in WRITE_ERRORS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import PRECISION_DOC, param, positive
+from .fields import NONFINITE_DOC, PRECISION_DOC, param, positive
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,7 @@ class DiTTrainConfig:
     seed: int = param("seed of init, batch order, noise and null-code dropout", minimum=0)
     threads: int = param("torch CPU threads", minimum=1)
     checkpoint_every: int = param("steps between resumable checkpoints", minimum=1)
-    nonfinite_patience: int = param(
-        "steps in a row with a non-finite loss or gradient norm (each skipped: no update) "
-        "before the run stops with exit 2, keeping its last checkpoint", minimum=1)
+    nonfinite_patience: int = param(NONFINITE_DOC, minimum=1)
     keep_checkpoints: int = param("newest checkpoints kept on disk; 0 keeps every one (to "
                                  "score the run along the way)", minimum=0)
     sample_every: int = param("steps between sample grids from fixed codes (0: only at the end)",

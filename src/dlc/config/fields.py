@@ -25,3 +25,5 @@ def param(text: str, **constraints: Any) -> Any:
 PRECISION_DOC = ("autocast dtype (GPU or CPU) of the stage's network; auto: bf16 where the "
                  "device multiplies it natively (a GPU, a CPU with AVX512-BF16 or AMX), else "
                  "fp32")
+NONFINITE_DOC = ("steps in a row with a non-finite loss or gradient norm (each skipped: no "
+                 "update) before the run stops with exit 2, keeping its last checkpoint")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import PRECISION_DOC, ConfigError, param, positive
+from .fields import NONFINITE_DOC, PRECISION_DOC, ConfigError, param, positive
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,7 @@ class SEDDTrainConfig:
     seed: int = param("seed of init, batch order and noise", minimum=0)
     threads: int = param("torch CPU threads", minimum=1)
     checkpoint_every: int = param("steps between resumable checkpoints", minimum=1)
-    nonfinite_patience: int = param(
-        "steps in a row with a non-finite loss or gradient norm (each skipped: no update) "
-        "before the run stops with exit 2, keeping its last checkpoint", minimum=1)
+    nonfinite_patience: int = param(NONFINITE_DOC, minimum=1)
 
 
 @dataclass(frozen=True)

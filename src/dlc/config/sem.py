@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .fields import PRECISION_DOC, ConfigError, param, positive
+from .fields import NONFINITE_DOC, PRECISION_DOC, ConfigError, param, positive
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,7 @@ class SEMTrainConfig:
     workers: int = param("data-loading worker processes (0: in the training process)",
                         minimum=0)
     checkpoint_every: int = param("steps between resumable checkpoints", minimum=1)
-    nonfinite_patience: int = param(
-        "steps in a row with a non-finite loss or gradient norm (each skipped: no update) "
-        "before the run stops with exit 2, keeping its last checkpoint", minimum=1)
+    nonfinite_patience: int = param(NONFINITE_DOC, minimum=1)
     keep_checkpoints: int = param("newest checkpoints kept on disk; 0 keeps every one (to "
                                  "probe the run along the way: research/sem/sem_probe_sweep.py "
                                  "--trace)", minimum=0)

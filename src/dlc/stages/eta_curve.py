@@ -11,7 +11,7 @@ import numpy as np
 
 from dlc import io as dio
 from dlc.config import Config
-from dlc.metrics import evaluation as evaluate
+from dlc.metrics import evaluation
 from dlc.viz import pyplot, save_figure
 
 
@@ -48,7 +48,7 @@ def gather(results: list[str | Path], out: str | Path, figure: str | Path) -> di
         mine = [point for point in points if point["remask_eta"] == eta]
         metrics = {}
         for space in spaces:
-            fd = np.array([p["metrics"][space][evaluate.fd_name(space)] for p in mine])
+            fd = np.array([p["metrics"][space][evaluation.fd_name(space)] for p in mine])
             kid = np.array([p["metrics"][space]["kid"] for p in mine])
             metrics[space] = {"fd_mean": float(fd.mean()), "fd_std": _spread(fd),
                               "kid_mean": float(kid.mean()), "kid_std": _spread(kid)}
@@ -66,7 +66,7 @@ def _plot_sweep(curve: list[dict], spaces: list[str], n: int, path: str | Path) 
     figure, axes = plt.subplots(1, len(spaces), figsize=(4.5 * len(spaces), 3.5), squeeze=False)
     etas = [point["remask_eta"] for point in curve]
     for axis, space in zip(axes[0], spaces):
-        fd_name = evaluate.fd_name(space)
+        fd_name = evaluation.fd_name(space)
         axis.errorbar(etas, [c["metrics"][space]["fd_mean"] for c in curve],
                       yerr=[c["metrics"][space]["fd_std"] for c in curve], fmt="o-",
                       capsize=3, label=fd_name)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from dlc import io as dio
 from dlc.config import Config, PresetConfig
-from dlc.generation import codes as sample_codes
-from dlc.generation import images as sample_dit
-from dlc.metrics import evaluation as evaluate
+from dlc.generation import codes as code_sampling
+from dlc.generation import images as image_sampling
+from dlc.metrics import evaluation
 from dlc.train.batches import task_share
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,12 @@ def sweep(preset: PresetConfig, sedd_dir, dit_dir, vae_dir, out_dir, images=None
             continue
         folder = out_dir / point_folder(eta, seed)
         point = _seeded(preset, eta, seed)
-        sample_codes.generate(point.sedd, sedd_dir, folder / "codes", preset.sem.length,
-                              preset.sem.vocab)
-        sample_dit.generate(point.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
-                            preset.sem.length, preset.sem.vocab, folder)
-        evaluate.evaluate(point.evaluate, point_folder(eta, seed), folder / "samples.npz",
-                          folder / "fid.json", images, judge_dir, cache_dir)
+        code_sampling.generate(point.sedd, sedd_dir, folder / "codes", preset.sem.length,
+                               preset.sem.vocab)
+        image_sampling.generate(point.dit, preset.vae, dit_dir, folder / "codes", vae_dir,
+                                preset.sem.length, preset.sem.vocab, folder)
+        evaluation.evaluate(point.evaluate, point_folder(eta, seed), folder / "samples.npz",
+                            folder / "fid.json", images, judge_dir, cache_dir)
         results.append(str(folder / "fid.json"))
     dio.write_json(out_dir / "points.json", {"task": task, "tasks": tasks, "results": results})
     return out_dir / "points.json"

@@ -29,12 +29,8 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float,
     the device, leaves the EMA as it was, so a skipped step reaches no weights."""
     if applied is False:
         return
-    if applied is True:
-        torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
-        for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
-        return
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()),
-                         (1.0 - decay) * applied)
+    weight = 1.0 - decay if applied is True else (1.0 - decay) * applied
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), weight)
     for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
-        ema_buffer.copy_(torch.where(applied > 0, buffer, ema_buffer))
+        ema_buffer.copy_(buffer if applied is True else torch.where(applied > 0, buffer,
+                                                                    ema_buffer))
