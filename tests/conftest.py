@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from dlc import config
 
 from .micro_dag import micro_params as micro_study_params
+from .micro_dag import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 # Commands of this environment (dlc, snakemake, dvc) first on PATH, for subprocess tests.
@@ -27,6 +29,17 @@ def micro_params() -> dict:
     params["toy"]["modes"] = [1, 4]
     params["presets"]["tiny"]["dit"]["repa"] = None
     return params
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory) -> Path:
+    """The micro DAG (tests/micro.yaml, what `make micro` runs) run once through Snakemake, for
+    the tests that read a finished run: its workspace, with results/ and params.yaml."""
+    work = workspace(tmp_path_factory.mktemp("micro-run"), micro_study_params())
+    result = subprocess.run([str(BIN / "snakemake"), "-c2"], cwd=work, env=ENV,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"the micro DAG failed:\n{result.stdout}\n{result.stderr}"
+    return work
 
 
 @pytest.fixture

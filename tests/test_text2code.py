@@ -39,7 +39,7 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, mic
         assert (run / name).is_file(), name
     model = TextModel.load(preset.text, run, length)
     written = text_generation.write_codes(model, ["a small red circle on a plain blue background"],
-                                          length, seed=0)
+                                          length, preset.text.sample)
     assert written.shape == (preset.text.sample.samples, length)
     assert written.min() >= 0 and written.max() < vocab       # only code tokens come out
 
@@ -101,7 +101,7 @@ def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F8
     model = TextModel.load(cfg, run, preset.sem.length)
     assert model.codes.vocab == preset.sem.vocab
     assert model.tokenizer.convert_tokens_to_ids("red") == vocabulary["red"]   # ids kept
-    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, cfg.sample)
     assert written.min() >= 0 and written.max() < preset.sem.vocab
 
 
@@ -132,5 +132,5 @@ def test_lora_trains_adapters_and_embeddings_and_saves_one_merged_model(setup, t
     delta = after[key] - before[key]
     assert delta.abs().max() > 0 and torch.linalg.matrix_rank(delta) <= rank   # B A
     model = TextModel.load(cfg, run, preset.sem.length)
-    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, seed=0)
+    written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, cfg.sample)
     assert written.min() >= 0 and written.max() < preset.sem.vocab

@@ -3,6 +3,7 @@ profile resolves from the repository root, and the micro DAG runs end to end thr
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -73,6 +74,53 @@ def test_snakemake_and_dvc_run_identical_commands_on_identical_files(tmp_path):
         assert _covers(job["input"], stage["deps"]), stage["name"]
 
 
+SECTIONS = ("data", "sem", "probe", "sedd", "vae", "dit", "judge", "evaluate", "compose", "text",
+            "resources", "slurm")
+# How the stages and the generation layer name a preset: `preset.sem`, `cfg.active.sem`, `p.sem`.
+SECTION_USE = re.compile(r"\b(?:preset|active|p)\.(" + "|".join(SECTIONS) + r")\b")
+
+
+def sections_read(command: str) -> set[str]:
+    """The preset sections `dlc <command>` reads: named in its stage module or in a module of
+    the generation layer it imports (at any depth; a superset is safe, a DVC stage that lists
+    more params only reruns more often)."""
+    package = ROOT / "src"
+    files, todo = set(), [package / "dlc/stages" / f"{command.replace('-', '_')}.py"]
+    while todo:
+        path = todo.pop()
+        files.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "dlc.generation"):
+                for name in (node.module, *(f"{node.module}.{a.name}" for a in node.names)):
+                    module = package / f"{name.replace('.', '/')}.py"
+                    if module.is_file() and module not in files:
+                        todo.append(module)
+    return {match for path in files for match in SECTION_USE.findall(path.read_text())}
+
+
+def test_each_dvc_stage_declares_the_params_sections_its_command_reads():
+    """So `dvc exp run -S presets.tiny.sedd.sample.remask_eta=...` reruns SEDD's stages and
+    what reads their outputs, not SEM, the VAE or the DiT; and a changed section is never
+    missed. The cluster sections (resources, slurm) change where jobs run, not results."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    checked = 0
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        command = stage["cmd"].split()
+        if command[0] != "dlc" or command[1] == "report":   # report hashes the whole file
+            continue
+        declared = {p.split(".")[2] for p in stage.get("params", [])
+                    if p.startswith("presets.${preset}.")}
+        assert "presets" not in stage.get("params", []), name
+        read = sections_read(command[1])
+        assert read <= declared, f"{name}: reads {sorted(read - declared)}, not in its params"
+        assert declared <= read, f"{name}: lists {sorted(declared - read)}, which it never reads"
+        assert not declared & {"resources", "slurm"}, name
+        checked += 1
+    assert checked >= 20
+
+
 def test_default_target_and_slurm_profile_dry_run_from_the_root():
     text = run([str(BIN / "snakemake"), "-n", "-c2"], ROOT)
     assert "toy_report" in text or "Nothing to be done" in text
@@ -91,12 +139,15 @@ def test_the_imagenet_study_on_slurm_lists_every_job_with_its_resources(tmp_path
     text = run([str(BIN / "snakemake"), "-n", "-p", "--profile", "slurm",
                 "results/fid_dlc512.json"], work)
     rules = set(re.findall(r"^(?:local)?rule (\w+):$", text, flags=re.M))
-    assert rules == {"data", "train_sem", "extract_codes", "train_sedd", "sample_codes",
-                     "train_vae", "cache_latents", "train_dit", "generate_dlc", "train_judge",
-                     "evaluate", "headline"}
+    assert rules == {"preflight", "data", "train_sem", "extract_codes", "train_sedd",
+                     "sample_codes", "train_vae", "cache_latents", "train_dit", "generate_dlc",
+                     "train_judge", "evaluate", "headline"}
     resources = params["presets"]["imagenet"]["resources"]["train_dit"]
     assert f"DLC_JOB=train_dit DLC_RESOURCES=mem_mb={resources['mem_mb']}" in text
     assert f"gpu={resources['gpu']}" in text and "DLC_LAUNCHER=slurm" in text
+    preflight = re.search(r"^(?:local)?rule preflight:.*?Shell command: (.*?)$", text,
+                          flags=re.M | re.S)
+    assert preflight and "DLC_LAUNCHER" not in preflight[1]     # on the login node, first
 
 
 def test_config_overrides_other_than_preset_are_refused():
@@ -108,12 +159,13 @@ def test_config_overrides_other_than_preset_are_refused():
         result.stdout + result.stderr)
 
 
-def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
-    """The default DAG at micro size (toy study, data, SEM, codes, probe, SEDD), first through
-    Snakemake, then through DVC (twice: the second run must find nothing to do)."""
+def test_micro_dag_end_to_end_through_snakemake_then_dvc(micro_run, tmp_path):
+    """The default DAG at micro size (toy study, data, SEM, codes, probe, SEDD, ...), first
+    through Snakemake (the shared `micro_run`), then through DVC in a git repository (twice:
+    the second run must find nothing to do); then DVC versions the artifacts: pushed to a
+    remote, a fresh clone at that commit pulls the same bytes and has nothing to reproduce."""
     params = micro_params()  # tests/micro.yaml: what `make micro` runs
-    smk = workspace(tmp_path / "snakemake", params)
-    run([str(BIN / "snakemake"), "-c2"], smk)
+    smk = micro_run
     kld = json.loads((smk / "results/toy/kld.json").read_text())
     assert set(kld["results"]) == {"K4"}
     assert set(kld["results"]["K4"]) == {"unconditional", "oracle", "gmm"}
@@ -150,7 +202,9 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     assert (smk / "results/tiny/report.html").stat().st_size > 10_000
 
     work = workspace(tmp_path / "dvc", params)
-    run([str(BIN / "dvc"), "init", "--no-scm", "-q"], work)
+    git = ["git", "-c", "user.name=dlc tests", "-c", "user.email=tests@dlc.invalid"]
+    run([*git, "init", "-q"], work)
+    run([str(BIN / "dvc"), "init", "-q"], work)
     run([str(BIN / "dvc"), "repro"], work)
     again = run([str(BIN / "dvc"), "repro"], work)
     assert "Data and pipelines are up to date" in again
@@ -160,3 +214,22 @@ def test_micro_dag_end_to_end_through_snakemake_then_dvc(tmp_path):
     # Same seeds, same code: both engines give the same numbers.
     assert dvc_kld["results"]["K4"]["oracle"]["knn_kl"] == pytest.approx(
         kld["results"]["K4"]["oracle"]["knn_kl"], rel=1e-6)
+
+    remote = tmp_path / "remote"
+    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote)], work)
+    run([*git, "add", "-A"], work)
+    run([*git, "commit", "-q", "-m", "micro study"], work)
+    run([str(BIN / "dvc"), "push"], work)
+    clone = tmp_path / "clone"
+    run([*git, "clone", "-q", str(work), str(clone)], tmp_path)
+    assert not (clone / "results/tiny/sedd/model.safetensors").exists()   # in the remote only
+    run([str(BIN / "dvc"), "pull"], clone)
+    assert "Data and pipelines are up to date" in run([str(BIN / "dvc"), "repro"], clone)
+    cached = ["results/tiny/codes", "results/tiny/latents", "results/tiny/sem/encoder.safetensors",
+              "results/tiny/sedd/model.safetensors", "results/tiny/dit/model.safetensors"]
+    for name in cached:
+        files = sorted(p.relative_to(work) for p in (work / name).rglob("*") if p.is_file()) \
+            if (work / name).is_dir() else [Path(name)]
+        assert files, name
+        for file in files:
+            assert (clone / file).read_bytes() == (work / file).read_bytes(), file

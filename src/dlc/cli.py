@@ -244,6 +244,18 @@ STAGES = (
               required("--logs", "the job logs' folder, results/logs"),
               required("--out", "report.md to write (figures in report/ beside it)")),
           params_path=True),
+    Stage("preflight", "before a long study: every path the preset names exists and loads "
+          "(data trees, weights, VAE, Inception, reference batch, text model), each training "
+          "job's GPUs divide its batch; prints the planned GPU jobs, their resources and "
+          "estimated GPU-hours", (
+              arg("--out", "JSON of the checks and the plan"),
+              arg("--benchmarks", "folder of the H200 measurements (benchmarks/results) for "
+                  "the GPU-hour estimates"))),
+    Stage("export", "a finished run's trained parts as one shareable folder (pipeline.json, "
+          "a model card, per part config.json and model.safetensors; the VAE as a diffusers "
+          "folder) that `dlc.Pipeline.from_pretrained` loads with no params.yaml", (
+              required("--run", "the preset's folder, results/<preset>"),
+              required("--out", "folder to write (replaced whole)"))),
 )
 
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import yaml
+from dlc.config import load as load_params
+from dlc.stages.preflight import external_paths
 from dlc.stages.report import FIGURES, INPUTS
 
 PRESET = config["preset"]

@@ -12,7 +12,7 @@ from .data import DataConfig, ImageFolderConfig, ShapesConfig
 from .dit import DiTConfig, DiTSampleConfig, DiTTrainConfig, GaussianProcessConfig, RepaConfig
 from .evaluate import ComposeConfig, EvaluateConfig, JudgeConfig
 from .fields import PRECISION_DOC, ConfigError
-from .parse import DEFAULT_PARAMS, load, parse, to_dict
+from .parse import DEFAULT_PARAMS, load, parse, parse_section, to_dict
 from .preset import Config, PresetConfig
 from .schema import (
                      REFERENCE_PATH,
@@ -47,6 +47,6 @@ __all__ = [
     "SEDDSampleConfig", "SEDDTrainConfig", "SEMConfig", "SEMTrainConfig", "ShapesConfig",
     "SlurmConfig", "SSLLossConfig", "TextConfig", "TextSampleConfig", "TextTrainConfig",
     "ToyConfig", "ToyEvalConfig", "ToyTrainConfig", "VAEConfig", "VAEModelConfig",
-    "VAETrainConfig", "json_schema", "json_schema_text", "load", "parse", "reference_markdown",
-    "to_dict", "write_generated",
+    "VAETrainConfig", "json_schema", "json_schema_text", "load", "parse", "parse_section",
+    "reference_markdown", "to_dict", "write_generated",
 ]

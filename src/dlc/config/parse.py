@@ -107,6 +107,15 @@ def parse(data: dict, source: str = "params") -> Config:
         raise ConfigError(f"{source}: {error}") from None
 
 
+def parse_section(cls: type, data: Any, source: str) -> Any:
+    """One section (SEMConfig, DiTConfig, ...) from its plain form, checked as `parse` checks
+    params.yaml; errors name the source (an exported model's config.json)."""
+    try:
+        return _build(cls, data, "")
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
 def load(path: str | Path = DEFAULT_PARAMS, preset: str | None = None) -> Config:
     """Read and validate a params file; `preset` overrides its `preset:` line."""
     path = Path(path)

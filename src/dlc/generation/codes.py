@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dlc import io as dio
-from dlc.config import SEDDConfig, to_dict
+from dlc.config import SEDDConfig, SEDDSampleConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.diffusion.absorbing import AbsorbingDiffusion
 from dlc.models.sedd import load_sedd
@@ -49,6 +49,33 @@ def _shard_done(path: Path, fingerprint: dict, rows: int) -> bool:
             and codes_io.shard_rows(path) == rows)
 
 
+def load_sampler(cfg: SEDDConfig, model_dir: str | Path, length: int, vocab: int,
+                 device: torch.device):
+    """(score function, absorbing process, run meta) of a train-sedd run on `device`: the
+    EMA model under sedd.sample.precision's autocast (compiled on a GPU with train.compile)."""
+    model, meta = load_sedd(cfg, model_dir, length, vocab)
+    model = model.to(device)
+    network = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
+    autocast = distributed.autocast(device, cfg.sample.precision)
+
+    def score_fn(tokens, sigma):
+        with autocast:
+            return network(tokens, sigma)
+
+    return score_fn, AbsorbingDiffusion(vocab), meta
+
+
+def sample_batch(score_fn, process: AbsorbingDiffusion, s: SEDDSampleConfig, n: int,
+                 length: int, batch: int, device: torch.device) -> torch.Tensor:
+    """Batch b of a sampling run: n codes (n, L) drawn with the streams seeded by
+    (sedd.sample.seed, b). The one implementation `sample-codes` and `dlc.Pipeline` share."""
+    generator, remask_generator = _generators(s.seed, batch, device)
+    return process.sample(score_fn, n, length, s.steps, method=s.method, t_end=s.t_end,
+                          remask_eta=s.remask_eta, remask_window=tuple(s.remask_window),
+                          generator=generator, remask_generator=remask_generator,
+                          device=device)
+
+
 def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length: int,
              vocab: int, task: int = 0, tasks: int = 1) -> dict | None:
     """Sample this task's shards (b mod tasks = task); write the manifest once every shard
@@ -57,16 +84,7 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
     s = cfg.sample
     torch.set_num_threads(cfg.train.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, meta = load_sedd(cfg, model_dir, length, vocab)
-    model = model.to(device)
-    network = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
-    process = AbsorbingDiffusion(vocab)
-    autocast = distributed.autocast(device, s.precision)
-
-    def score_fn(tokens, sigma):
-        with autocast:
-            return network(tokens, sigma)
-
+    score_fn, process, meta = load_sampler(cfg, model_dir, length, vocab, device)
     sampler = {k: v for k, v in to_dict(s).items() if k not in ("samples", "batch_size")}
     metadata = {"L": length, "V": vocab, "dataset": meta.get("dataset"), "split": "generated",
                 "producer": {"stage": "dlc sample-codes", "sampler": sampler,
@@ -84,11 +102,7 @@ def generate(cfg: SEDDConfig, model_dir: str | Path, out_dir: str | Path, length
         n = min(s.batch_size, s.samples - first)
         if _shard_done(path, fingerprint, n):
             continue
-        generator, remask_generator = _generators(s.seed, batch, device)
-        codes = process.sample(score_fn, n, length, s.steps, method=s.method, t_end=s.t_end,
-                               remask_eta=s.remask_eta, remask_window=tuple(s.remask_window),
-                               generator=generator, remask_generator=remask_generator,
-                               device=device)
+        codes = sample_batch(score_fn, process, s, n, length, batch, device)
         ids = [f"sedd-{i:07d}" for i in range(first, first + n)]
         codes_io.write_shard(path, ids, np.full(n, -1), codes.cpu().numpy().astype(dtype),
                              {**metadata, "fingerprint": fingerprint}, source="sedd")

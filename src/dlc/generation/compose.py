@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dlc.config import ComposeConfig
+
 
 def source_weights(weights: list[float] | None, sources: int) -> np.ndarray:
     """compose.weights normalised to sum to 1 (None: equal weights)."""
@@ -37,3 +39,19 @@ def sample_average(probabilities: np.ndarray, n: int, weights: np.ndarray, tau: 
         return np.broadcast_to(log_p.argmax(-1), (n, len(log_p))).copy()
     gumbel = -np.log(-np.log(rng.uniform(size=(n, *log_p.shape))))
     return (log_p[None] / tau + gumbel).argmax(-1)
+
+
+def hybrids(cfg: ComposeConfig, codes: np.ndarray,
+            probabilities: np.ndarray | None = None) -> np.ndarray:
+    """compose.samples hybrids (n, L) of the (S, L) source codes by compose.method, drawn from
+    compose.seed; `average` needs the sources' (S, L, V) SEM distributions. The one
+    implementation `compose` and `dlc.Pipeline` share."""
+    if len(codes) < 2:
+        raise ValueError("compose needs two or more sources")
+    weights = source_weights(cfg.weights, len(codes))
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.method == "token":
+        return mix_tokens(np.asarray(codes, np.int64), cfg.samples, weights, rng)
+    if probabilities is None:
+        raise ValueError("compose.method: average needs the sources' SEM distributions")
+    return sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)

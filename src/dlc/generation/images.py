@@ -65,6 +65,31 @@ def _batch_done(path: Path, sidecar: dict) -> bool:
             and dio.read_json(path.with_suffix(".json")) == sidecar)
 
 
+def load_decoder(cfg: DiTConfig, model_dir: str | Path, vae: str | Path, length: int,
+                 vocab: int, device: torch.device):
+    """(EMA DiT, its run meta, the VAE of the diffusers folder `vae`) on `device`."""
+    model, meta = load_dit(cfg, model_dir, length, vocab)
+    return model.to(device), meta, load_vae(vae).to(device)
+
+
+def decode_batch(cfg: DiTConfig, model, meta: dict, process, vae, codes: np.ndarray,
+                 features: np.ndarray | None, seed: int, device: torch.device) -> np.ndarray:
+    """One batch of codes (B, L) (and their features, for a features-conditioned DiT) ->
+    (B, H, W, 3) uint8 images: latents sampled with dit.sample.* from a generator seeded by
+    `seed`, then the VAE decoder. The one implementation `sample-dit` and `dlc.Pipeline`
+    share."""
+    generator = torch.Generator(device).manual_seed(seed)
+    condition = condition_inputs(
+        meta["condition"], torch.from_numpy(codes.astype(np.int64)).to(device),
+        torch.from_numpy(features.astype(np.float32)).to(device)
+        if features is not None else None)
+    latents = sample_latents(cfg, model, process, condition,
+                             model.null_condition(len(codes), device),
+                             (len(codes), *meta["latent_shape"]), generator, device,
+                             distributed.autocast(device, cfg.sample.precision))
+    return decode(vae, latents)
+
+
 def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_dir: str | Path,
              vae_dir: str | Path, length: int, vocab: int, out_dir: str | Path,
              images: str | Path | None = None, task: int = 0, tasks: int = 1,
@@ -76,24 +101,21 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
     out_dir, s = Path(out_dir), cfg.sample
     torch.set_num_threads(cfg.train.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, meta = load_dit(cfg, model_dir, length, vocab)
-    model = model.to(device)
+    model, meta, vae = load_decoder(cfg, model_dir, vae_location(vae_cfg, vae_dir), length,
+                                    vocab, device)
+    process = build_process(cfg)
     features = meta["condition"] == "features"
     codes = read_codes(codes_dir, length, vocab, features=features)
     n = min(s.samples, len(codes))
     if n < s.samples:
         log.warning("%s holds %d codes, fewer than dit.sample.samples=%d", codes_dir,
                     len(codes), s.samples)
-    process = build_process(cfg)
-    vae = load_vae(vae_location(vae_cfg, vae_dir)).to(device)
     sampler = {k: v for k, v in to_dict(s).items() if k not in ("samples", "split")}
     model_sha = dio.sha256_file(Path(model_dir) / "model.safetensors")
     condition_hash = hashlib.sha256(np.ascontiguousarray(codes.codes[:n]).tobytes())
     if features:
         condition_hash.update(np.ascontiguousarray(codes.features[:n]).tobytes())
     codes_sha = condition_hash.hexdigest()
-    shape = tuple(meta["latent_shape"])
-    autocast = distributed.autocast(device, s.precision)
     starts = list(range(0, n, s.batch_size))
     mine = task_share(len(starts), task, tasks)
     for batch in tqdm(mine, desc=f"sample-dit {task}/{tasks}", mininterval=5):
@@ -104,15 +126,10 @@ def generate(cfg: DiTConfig, vae_cfg: VAEConfig, model_dir: str | Path, codes_di
         path = _batch_path(out_dir, batch)
         if _batch_done(path, sidecar):
             continue
-        generator = torch.Generator(device).manual_seed(sidecar["seed"])
-        condition = condition_inputs(
-            meta["condition"], torch.from_numpy(codes.codes[rows].astype(np.int64)).to(device),
-            torch.from_numpy(codes.features[rows].astype(np.float32)).to(device)
-            if features else None)
-        latents = sample_latents(cfg, model, process, condition,
-                                 model.null_condition(len(rows), device), (len(rows), *shape),
-                                 generator, device, autocast)
-        _write_batch(path, decode(vae, latents), codes.image_ids[rows].tolist(), sidecar)
+        pictures = decode_batch(cfg, model, meta, process, vae, codes.codes[rows],
+                                codes.features[rows] if features else None, sidecar["seed"],
+                                device)
+        _write_batch(path, pictures, codes.image_ids[rows].tolist(), sidecar)
     batches = [_batch_path(out_dir, b) for b in range(len(starts))]
     if not all(p.is_file() for p in batches):
         log.info("task %d/%d done; waiting for the other tasks' batches before assembly",

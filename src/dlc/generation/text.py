@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlc.config import PresetConfig, to_dict
+from dlc.config import PresetConfig, TextSampleConfig, to_dict
 from dlc.diffusion import masked_lm
 from dlc.generation.images import decode_codes
 from dlc.models.text_model import TextModel
 
 
-def write_codes(model: TextModel, prompts: list[str], length: int, seed: int) -> np.ndarray:
-    """cfg.sample.samples codes per prompt, (len(prompts) * samples, L)."""
-    s = model.cfg.sample
-    generator = torch.Generator().manual_seed(seed)
+def write_codes(model: TextModel, prompts: list[str], length: int,
+                s: TextSampleConfig) -> np.ndarray:
+    """s.samples codes per prompt, (len(prompts) * samples, L), from s.seed."""
+    generator = torch.Generator().manual_seed(s.seed)
     model.network.eval()
     repeated = [p for p in prompts for _ in range(s.samples)]
     tokens = model.sequences(torch.zeros(len(repeated), length, dtype=torch.long), repeated)

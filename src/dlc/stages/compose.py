@@ -25,7 +25,8 @@ from dlc import io as dio
 from dlc.config import ComposeConfig, Config, PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
-from dlc.generation.compose import mix_tokens, sample_average, source_weights
+from dlc.generation.compose import hybrids as make_hybrids
+from dlc.generation.compose import source_weights
 from dlc.generation.images import decode_codes
 from dlc.viz import image_grid, save_image
 
@@ -67,25 +68,20 @@ def compose_sources(preset: PresetConfig, source_ids: list[str], codes_dir, dit_
                     out_dir, images_table=None, encoder_path=None, judge_dir=None) -> dict:
     cfg: ComposeConfig = preset.compose
     out_dir = Path(out_dir)
-    if len(source_ids) < 2:
-        raise ValueError("compose needs two or more sources")
     length, vocab = preset.sem.length, preset.sem.vocab
     table = codes_io.read_codes(codes_dir, length, vocab)
     missing = [i for i in source_ids if i not in set(table.image_ids)]
     if missing:
         raise ValueError(f"{codes_dir}: no codes for {missing}")
     sources = np.stack([table.lookup(i) for i in source_ids]).astype(np.int64)
-    weights = source_weights(cfg.weights, len(sources))
-    rng = np.random.default_rng(cfg.seed)
-    if cfg.method == "token":
-        hybrids = mix_tokens(sources, cfg.samples, weights, rng)
-    else:
+    probabilities = None
+    if cfg.method == "average":
         if encoder_path is None or images_table is None:
             raise ValueError("compose.method: average needs --encoder and --images (the "
                              "sources' SEM distributions)")
         probabilities = _sem_probabilities(preset, encoder_path, images_table,
                                            table.metadata.get("split"), source_ids)
-        hybrids = sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)
+    hybrids = make_hybrids(cfg, sources, probabilities)
     metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
                 "split": "composed", "producer": {"stage": "dlc compose",
                                                   "sources": source_ids, **to_dict(cfg)}}
@@ -102,7 +98,8 @@ def compose_sources(preset: PresetConfig, source_ids: list[str], codes_dir, dit_
                                                       255, np.uint8)]))
     save_image(image_grid(np.concatenate(rows), columns=GRID,
                           scale=max(1, 64 // samples.shape[1])), out_dir / "grid.png")
-    result = {"sources": source_ids, "method": cfg.method, "weights": weights.tolist(),
+    result = {"sources": source_ids, "method": cfg.method,
+              "weights": source_weights(cfg.weights, len(sources)).tolist(),
               "tau": cfg.tau, "n": len(samples),
               "shared_with_a_source": float((hybrids[:, None] == sources[None]).any(1).mean()),
               **dio.run_metadata({"compose": to_dict(cfg)})}

@@ -18,7 +18,7 @@ def run(cfg: Config, *, prompts: list[str], model: str | Path, dit: str | Path,
     grid.png (one row per prompt)."""
     preset, out = cfg.active, Path(out)
     text_model = TextModel.load(preset.text, model, preset.sem.length)
-    codes = write_codes(text_model, prompts, preset.sem.length, preset.text.sample.seed)
+    codes = write_codes(text_model, prompts, preset.sem.length, preset.text.sample)
     images = decode_prompts(preset, codes, prompts, dit, vae, out)
     save_image(image_grid(images, columns=preset.text.sample.samples,
                           scale=max(1, 64 // images.shape[1])), out / "grid.png")

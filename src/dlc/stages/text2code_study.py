@@ -58,7 +58,7 @@ def study(preset: PresetConfig, model_dir, codes_dir, dit_dir, vae_dir, judge_di
     prompts = study_prompts(holdout, train_rows, np.random.default_rng(preset.text.sample.seed))
     text_model = TextModel.load(preset.text, model_dir, preset.sem.length)
     codes = write_codes(text_model, prompts["prompt"].tolist(), preset.sem.length,
-                        preset.text.sample.seed)
+                        preset.text.sample)
     images = decode_prompts(preset, codes, prompts["prompt"].tolist(), dit_dir, vae_dir,
                      Path(out).parent / "text2code")
     judge, report = load_judge(judge_dir)
