@@ -2,9 +2,10 @@
 tiny: class-folder JPEG trees (one unreadable file), a timm DINOv2-with-registers ViT file
 (random weights, small width and depth, the key names of vit_large_patch14_reg4_dinov2), a
 diffusers AutoencoderKL folder of SD-VAE's shape (4 latent channels, 8x down-sampling, scaling
-0.18215), Inception weights in torch-fidelity's layout (random values), an ADM reference batch
-and a small transformers masked LM. `imagenet_params` points a copy of the committed preset at
-them, changing only sizes, paths and step counts."""
+0.18215), Inception weights in torch-fidelity's layout (random values), an ADM reference batch,
+a small transformers masked LM and webdataset shards of image-caption pairs.
+`imagenet_params` points a copy of the committed preset at them, changing only sizes, paths
+and step counts."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import yaml
 from PIL import Image
 
 from .conftest import ROOT
+from .micro_dag import micro_params
 
 CLASSES = ("n01440764", "n01443537", "n01484850")
 RESOLUTION = 32            # images; latents 4 x 4 x 4 after the VAE's 8x down-sampling
@@ -59,13 +61,61 @@ def _text_model(folder: Path) -> None:
     from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "the", "fish",
-             "shark", "ray", "in", "water"]
+             "shark", "ray", "in", "water"]     # every word of CAPTIONS
     folder.mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     BertForMaskedLM(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
                                num_attention_heads=2, intermediate_size=32,
                                max_position_embeddings=64)).save_pretrained(folder)
+
+
+def _reference_batch(path: Path, tree: Path, inception: Path) -> None:
+    """ADM's layout: arr_0 (N, H, W, 3) uint8 and the Inception statistics of the pool
+    (mu, sigma: 2048) and spatial (mu_s, sigma_s: 2023) features, here from the random
+    network the assets carry."""
+    import torch
+
+    from dlc.metrics.inception import build_inception, inception_features
+
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((RESOLUTION,) * 2))
+                       for p in sorted(tree.rglob("*.JPEG"))])
+    with torch.no_grad():
+        features = inception_features(build_inception(inception, torch.device("cpu")),
+                                      torch.from_numpy(images).permute(0, 3, 1, 2))
+    pool, spatial = (features[k].double().numpy() for k in ("pool", "spatial"))
+    path.parent.mkdir(parents=True)
+    np.savez(path, arr_0=images, mu=pool.mean(0), sigma=np.cov(pool.T),
+             mu_s=spatial.mean(0), sigma_s=np.cov(spatial.T))
+
+
+CAPTIONS = ("a photo of a fish in the water", "a shark in the water", "a ray in the water")
+
+
+def _captioned_shards(folder: Path, shards: int = 2, per_shard: int = 6) -> None:
+    """img2dataset's webdataset layout: <key>.jpg, <key>.txt, <key>.json per sample; the
+    last sample of each shard lacks its caption."""
+    import io
+    import json
+    import tarfile
+
+    rng = np.random.default_rng(2)
+    folder.mkdir(parents=True)
+    for shard in range(shards):
+        with tarfile.open(folder / f"{shard:05d}.tar", "w") as archive:
+            for i in range(per_shard):
+                key = f"{shard:05d}{i:04d}"
+                picture = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(
+                    picture, format="JPEG")
+                members = {"jpg": picture.getvalue(),
+                           "json": json.dumps({"key": key}).encode()}
+                if i < per_shard - 1:
+                    members["txt"] = CAPTIONS[i % len(CAPTIONS)].encode()
+                for extension, data in members.items():
+                    info = tarfile.TarInfo(f"{key}.{extension}")
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
 
 
 def build(root: Path) -> dict[str, Path]:
@@ -77,7 +127,7 @@ def build(root: Path) -> dict[str, Path]:
              "vae": root / "models/sd-vae-ft-ema",
              "inception": root / "models/pt_inception-2015-12-05-6726825d.pth",
              "reference": root / "adm/VIRTUAL_imagenet256_labeled.npz",
-             "text": root / "models/masked-lm"}
+             "text": root / "models/masked-lm", "captions": root / "laion/shards"}
     _tree(paths["train_dir"], 8, seed=0)
     _tree(paths["val_dir"], 4, seed=1)
     (paths["train_dir"] / CLASSES[0] / "broken.JPEG").write_bytes(b"not a jpeg")
@@ -85,13 +135,9 @@ def build(root: Path) -> dict[str, Path]:
     _backbone(paths["backbone"])
     _vae(paths["vae"])
     save_random_weights(paths["inception"])
-    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((RESOLUTION,) * 2))
-                       for p in sorted(paths["val_dir"].rglob("*.JPEG"))])
-    features = images.reshape(len(images), -1)[:, :8].astype(np.float64)
-    paths["reference"].parent.mkdir(parents=True)
-    np.savez(paths["reference"], arr_0=images, mu=features.mean(0), sigma=np.cov(features.T),
-             mu_s=features.mean(0), sigma_s=np.cov(features.T))
+    _reference_batch(paths["reference"], paths["val_dir"], paths["inception"])
     _text_model(paths["text"])
+    _captioned_shards(paths["captions"])
     return paths
 
 
@@ -147,9 +193,11 @@ def imagenet_params(paths: dict[str, Path], micro: bool = False) -> dict:
     p["vae"]["pretrained"] = str(paths["vae"])
     p["evaluate"].update(reference_batch=str(paths["reference"]),
                          inception_weights=str(paths["inception"]))
-    p["text"].update(model=str(paths["text"]), trust_remote_code=False)
+    p["text"].update(model=str(paths["text"]), trust_remote_code=False,
+                     captions=str(paths["captions"]))
     if micro:
         _merge(p, MICRO)
+        params["toy"] = micro_params()["toy"]      # the report reads the Section 3 study too
         for resources in p["resources"].values():
             resources.update(gpu=min(resources["gpu"], GPUS),
                              array=min(resources["array"], ARRAY))

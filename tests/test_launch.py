@@ -63,6 +63,19 @@ def test_a_stage_runs_as_a_submitit_job_and_a_failed_job_fails_the_command(micro
     assert "failed; its log:" in log.read_text() and not (tmp_path / "probe.json").exists()
 
 
+def test_a_job_of_two_processes_per_node_succeeds(micro, tmp_path, monkeypatch):
+    """gpu=2 runs two tasks (one DDP process each); waiting for them needs every task's
+    result (submitit refuses `result()` for such a job: the bug the imagenet DAG found)."""
+    monkeypatch.setenv(jobs.RESOURCES_ENV, "gpu=2")
+    params = write_params(tmp_path, micro)
+    log = tmp_path / "logs" / "data.log"
+    code = cli.main(["data", "--params", params, "--out", str(tmp_path / "images.parquet"),
+                     "--report", str(tmp_path / "report.json"), "--launcher", "submitit-local",
+                     "--log", str(log)])
+    assert code == 0 and (tmp_path / "images.parquet").is_file()
+    assert len(list((tmp_path / "logs" / "submitit" / "data").glob("*_log.err"))) == 2
+
+
 def test_a_signalled_training_job_requeues_and_ends_as_an_uninterrupted_run(setup):  # noqa: F811
     preset, folder = setup
     params = micro_params()

@@ -8,6 +8,7 @@ import copy
 import json
 import subprocess
 
+import numpy as np
 import pytest
 import yaml
 
@@ -35,11 +36,13 @@ def test_every_path_loads_and_the_plan_lists_the_gpu_jobs(params, tmp_path, caps
     result = preflight.run(cfg, out=tmp_path / "preflight.json", benchmarks=BENCHMARKS)
     assert set(result["checked"]) == {
         "data.folder.train_dir", "data.folder.val_dir", "sem.backbone.weights",
-        "vae.pretrained", "evaluate.reference_batch", "evaluate.inception_weights", "text.model"}
+        "vae.pretrained", "evaluate.reference_batch", "evaluate.inception_weights", "text.model",
+        "text.captions"}
     per_class = {"train_dir": 8, "val_dir": 4}
     assert result["images"] == {   # the unreadable file is counted: `dlc data` skips it later
-        f"data.folder.{tree}": n * len(imagenet_assets.CLASSES) + (tree == "train_dir")
-        for tree, n in per_class.items()}
+        **{f"data.folder.{tree}": n * len(imagenet_assets.CLASSES) + (tree == "train_dir")
+           for tree, n in per_class.items()},
+        "text.captions": 2 * 5}    # the first shard's complete pairs, times the shards
     jobs = {job["rule"]: job for job in result["jobs"]}
     assert set(jobs) == set(params["presets"]["imagenet"]["resources"])
     dit = params["presets"]["imagenet"]["dit"]["train"]
@@ -74,6 +77,16 @@ def test_a_file_that_does_not_load_is_named(params, assets, tmp_path):
         preflight.run(config.parse(params))
     params["presets"]["imagenet"]["data"]["folder"]["val_dir"] = str(assets["train_dir"] / "..")
     with pytest.raises(ValueError, match="class 'train' is not a class of"):
+        preflight.run(config.parse(params))
+
+
+def test_a_reference_batch_with_statistics_of_another_network_is_refused(params, tmp_path):
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, arr_0=np.zeros((2, 8, 8, 3), np.uint8), mu=np.zeros(8),
+             sigma=np.eye(8))
+    params["presets"]["imagenet"]["evaluate"]["reference_batch"] = str(reference)
+    with pytest.raises(ValueError, match=r"reference_batch .*: does not load \(mu is \(8,\), "
+                                         r"the Inception statistics need \(2048,\)\)"):
         preflight.run(config.parse(params))
 
 

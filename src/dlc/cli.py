@@ -94,6 +94,29 @@ STAGES = (
               required("--encoder", "encoder.safetensors from train-sem"),
               required("--out", "codes folder, one sub-folder per split")),
           tasks="the shards (whichever task finds them all written writes the manifests)"),
+    Stage("caption-codes", "the codes of the captioned dataset text.captions (webdataset "
+          "or Parquet shards), caption column kept, for text -> code training", (
+              required("--encoder", "encoder.safetensors of train-sem"),
+              required("--out", "codes folder (results/<preset>/codes/<text.train.split>)")),
+          tasks="the input shards i with i mod n = k"),
+    Stage("import-dlc", "the authors' released DLC dataset (a local download of "
+          "lavoies/DLC_512x256: Parquet shards of `labels`, the codes, and `features`, the "
+          "SD-VAE latents) as a codes table and a latent cache", (
+              required("--source", "folder of the dataset's Parquet shards (or one shard)"),
+              required("--vae", "train-vae folder of the VAE the latents came from (vae.json)"),
+              required("--split", "the split to write (train for their ImageNet train set)"),
+              required("--features", "scaled: latents already multiplied by the VAE's scaling "
+                       "factor; unscaled: multiply them here", choices=["scaled", "unscaled"]),
+              required("--codes", "codes folder (results/<preset>/codes)"),
+              required("--latents", "latent cache folder (results/<preset>/latents)"))),
+    Stage("convert-authors", "a DiT (DLC-conditioned) or SEDD checkpoint written by the "
+          "authors' code as a run folder of ours (model.safetensors, meta.json), every tensor "
+          "mapped", (
+              required("--model", "which network", choices=["dit", "sedd"]),
+              required("--checkpoint", "their file: DiT model.safetensors or "
+                       "custom_checkpoint_0.pkl (EMA); SEDD checkpoint.pth"),
+              required("--weights", "the EMA or the online weights", choices=["ema", "model"]),
+              required("--out", "run folder to write (results/<preset>/dit or sedd)"))),
     Stage("probe", "linear probes on one-hot codes and on continuous features (probe.* "
           "params)", (
               required("--codes", "codes folder of extract-codes (probe.train_split, "

@@ -2,6 +2,31 @@
 # built-in data's test of it on held-out attribute combinations.
 
 
+if TEXT["captions"] is not None:
+
+    rule caption_codes:
+        """The codes of the captioned dataset text.captions (the paper's LAION path)."""
+        input:
+            encoder=rules.train_sem.output.encoder,
+        output:
+            manifest=f"{CODES}/{TEXT['train']['split']}/manifest.json",
+        params:
+            preset=PRESET,
+            captions=TEXT["captions"],
+            folder=lambda wildcards, output: os.path.dirname(output.manifest),
+        log:
+            f"{LOGS}/{PRESET}/caption_codes.log",
+        threads: SEM["train"]["threads"]
+        resources:
+            **resources("caption_codes", mem_mb=8000, runtime=60),
+        conda:
+            ENV
+        shell:
+            launch("caption_codes")
+            + "dlc caption-codes --preset {params.preset} --encoder {input.encoder}"
+            " --out {params.folder} --log {log}"
+
+
 rule train_text2code:
     """LLaDA's objective on the training codes and their captions (text.* params)."""
     input:

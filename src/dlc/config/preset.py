@@ -54,6 +54,13 @@ class PresetConfig:
             if split not in splits:
                 raise ConfigError(f"{where}.dit: split {split!r} is not in "
                                   f"{where}.{section}.splits {splits}")
+        text_split, extracted = self.text.train.split, self.text.train.split in \
+            self.sem.extract.splits
+        if (self.text.captions is None) != extracted:
+            raise ConfigError(
+                f"{where}.text.train.split {text_split!r}: a split of sem.extract.splits when "
+                "text.captions is null, another name (its codes come from the captioned "
+                "dataset) when it is set")
         if self.compose.continuous_baseline and not self.sem.extract.features:
             raise ConfigError(f"{where}.compose.continuous_baseline: needs the continuous "
                               f"features in the codes table ({where}.sem.extract.features)")

@@ -52,6 +52,12 @@ class TextConfig:
         "LM from a local folder (LLaDA-8B-Base) with the code tokens added")
     model: str | None = param("local transformers folder (backend: transformers)")
     trust_remote_code: bool = param("let transformers run the folder's model code (LLaDA)")
+    captions: str | None = param(
+        "captioned images for train.split, the paper's LAION path: a folder (or one file) of "
+        "webdataset .tar shards (<key>.jpg + <key>.txt) or Parquet shards (image bytes in "
+        "jpg/png/webp/image, caption in txt/caption/text), as img2dataset writes them; "
+        "`dlc caption-codes` extracts their codes into codes/<train.split>; null: train.split "
+        "is a split of sem.extract with a caption column (the built-in data)")
     width: int = param("tiny back end: hidden width", minimum=8)
     depth: int = param("tiny back end: transformer blocks", minimum=1)
     heads: int = param("tiny back end: attention heads", minimum=1)

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
@@ -24,9 +25,15 @@ log = logging.getLogger(__name__)
 class ImageTable:
     """Rows of one split (`frame`: image_id, label and any attribute/caption columns)."""
 
-    def __init__(self, path: str | Path, split: str):
-        frame, self.metadata = read_parquet(path, ("image_id", "split", "label"),
-                                            what="images table (`dlc data`)")
+    def __init__(self, path: str | Path, split: str, frame: pd.DataFrame | None = None,
+                 metadata: dict | None = None):
+        """Split `split` of the images table at `path`; or, given `frame` (image_id, label,
+        split, image or path columns) and its metadata, that table in memory, `path` naming
+        where it came from (a captioned shard, ...)."""
+        if frame is None:
+            frame, metadata = read_parquet(path, ("image_id", "split", "label"),
+                                           what="images table (`dlc data`)")
+        self.metadata = metadata or {}
         frame = frame[frame["split"] == split].reset_index(drop=True)
         if frame.empty:
             raise ValueError(f"{path}: no images in split {split!r}")

@@ -125,7 +125,7 @@ def submit_and_wait(argv: list[str], launcher: str, job_name: str, log_root: str
                  job.paths.stderr)
     for job in submitted:
         try:
-            job.result()
+            job.results()     # one per task: a DDP job runs a task per GPU
         except Exception as error:  # submitit raises FailedJobError / UncompletedJobError
             raise RuntimeError(f"{job_name}: job {job.job_id} failed; its log: "
                                f"{job.paths.stderr}\n{_tail(error)}") from None

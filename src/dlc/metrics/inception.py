@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 NAME = "inception-v3-compat"
+POOL_DIM = 2048
 SPATIAL_CHANNELS = 7
 SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
 

@@ -9,6 +9,7 @@ are listed with their resources and estimated GPU-hours. A missing file fails in
                    (diffusers loads it), the Inception file (torch-fidelity loads it)
     reference      the ADM reference batch: arr_0 (N, H, W, 3) uint8, read from its header
     text model     the transformers folder: its config and tokenizer load, weights present
+    captions       the captioned dataset's shards: the first holds image-caption pairs
 
 Existence is checked for every path first, so one run names every missing path; the loads
 follow. Estimates come from the H200 measurements in `--benchmarks` (benchmarks/results/:
@@ -74,6 +75,8 @@ def external_paths(p: PresetConfig) -> list[tuple[str, str]]:
         paths.append(("evaluate.inception_weights", p.evaluate.inception_weights))
     if p.text.backend == "transformers":
         paths.append(("text.model", p.text.model))
+    if p.text.captions is not None:
+        paths.append(("text.captions", p.text.captions))
     return [(what, str(path)) for what, path in paths]
 
 
@@ -103,6 +106,8 @@ def check(what: str, path: str, p: PresetConfig) -> int | None:
             build_inception(path, torch.device("cpu"))
         elif what == "text.model":
             _check_text_model(path, p.text.trust_remote_code)
+        elif what == "text.captions":
+            return _count_pairs(path)
     except Exception as error:  # whatever a library raises on a bad file is the finding
         raise ValueError(f"{what} {path}: does not load ({str(error).splitlines()[0]})") \
             from None
@@ -127,15 +132,43 @@ def _count_images(root: str, train_root: str) -> int:
     return sum(counts.values())
 
 
-def _check_reference_batch(path: str) -> None:
-    """arr_0 of the .npz is (N, H, W, 3) uint8, read from the array header (not 2 GB)."""
-    with zipfile.ZipFile(path) as archive, archive.open("arr_0.npy") as member:
+def _array_header(archive: zipfile.ZipFile, name: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of one array of an .npz, from its header only."""
+    with archive.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(member)
-    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
-        raise ValueError(f"arr_0 must be (N, H, W, 3) uint8, got {shape} {dtype}")
+    return shape, dtype
+
+
+def _count_pairs(path: str) -> int:
+    """The shards of the captioned dataset; the first is read (it must hold pairs), the
+    rest counted as shards of the same size."""
+    from dlc.data.captioned import read_shard, shards
+
+    found = shards(path)
+    pairs, _ = read_shard(found[0])
+    if pairs.empty:
+        raise ValueError(f"{found[0]}: no image-caption pairs")
+    return len(pairs) * len(found)
+
+
+def _check_reference_batch(path: str) -> None:
+    """arr_0 is (N, H, W, 3) uint8 and the Inception statistics present have the dimensions
+    of the pool (2048) and spatial (2023) features, read from the headers (not 2 GB)."""
+    from dlc.metrics.inception import POOL_DIM, SPATIAL_DIM
+
+    with zipfile.ZipFile(path) as archive:
+        shape, dtype = _array_header(archive, "arr_0")
+        if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
+            raise ValueError(f"arr_0 must be (N, H, W, 3) uint8, got {shape} {dtype}")
+        present = {name.removesuffix(".npy") for name in archive.namelist()}
+        for mu, sigma, dim in (("mu", "sigma", POOL_DIM), ("mu_s", "sigma_s", SPATIAL_DIM)):
+            for name, expected in ((mu, (dim,)), (sigma, (dim, dim))):
+                if name in present and _array_header(archive, name)[0] != expected:
+                    raise ValueError(f"{name} is {_array_header(archive, name)[0]}, the "
+                                     f"Inception statistics need {expected}")
 
 
 def _check_text_model(path: str, trust_remote_code: bool) -> None:
@@ -206,6 +239,9 @@ def gpu_hours(p: PresetConfig, images: dict, benchmarks: Path) -> dict[str, floa
     extract, vae = _read(benchmarks, "sem_extract_h200.json"), _read(benchmarks, "vae_h200.json")
     if train_images is not None and extract and "imagenet" in extract:
         found["extract_codes"] = train_images / extract["imagenet"]["images_per_s"] / 3600
+    pairs = images.get("text.captions")
+    if pairs is not None and extract and "imagenet" in extract:
+        found["caption_codes"] = pairs / extract["imagenet"]["images_per_s"] / 3600
     if train_images is not None and vae and "sd_vae_256px" in vae:
         found["cache_latents"] = train_images / vae["sd_vae_256px"]["encode_images_per_s"] / 3600
     return found

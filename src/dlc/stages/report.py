@@ -115,21 +115,27 @@ def _cpu_model() -> str:
 
 
 def _claims(data: dict) -> tuple[list[str], dict]:
-    """The paper's claims on this run, each with its numbers and whether it holds."""
-    judge = {name: data[f"fid_{name}"]["metrics"]["judge"] for name in GENERATION_ROWS}
-    effnet = {name: data[f"fid_{name}"]["metrics"].get("effnet") for name in GENERATION_ROWS}
-    ratio = judge["dlc"]["fd"] / judge["unconditional"]["fd"]
-    gap_to_encode_decode = judge["dlc"]["fd"] / judge["encode_decode"]["fd"] - 1
-    headline = {"judge_fd_dlc": judge["dlc"]["fd"],
-                "judge_fd_unconditional": judge["unconditional"]["fd"],
-                "judge_fd_encode_decode": judge["encode_decode"]["fd"],
-                "judge_fd_ratio_dlc_unconditional": ratio,
-                "judge_fd_dlc_over_encode_decode": gap_to_encode_decode}
-    lines = [f"- DLC generation against the unconditional DiT, judge FD: "
-             f"{judge['dlc']['fd']:.2f} / {judge['unconditional']['fd']:.2f} = **{ratio:.2f}** "
+    """The paper's claims on this run, each with its numbers and whether it holds, in the
+    judge's feature space where the preset has a judge (the built-in data), else Inception's
+    (ImageNet: FID)."""
+    spaces = data["fid_dlc"]["metrics"]
+    space = "judge" if "judge" in spaces else next(iter(spaces))
+    fd = _fd_key(spaces[space])
+    name = f"{space} {fd.upper() if fd == 'fid' else 'FD'}"
+    value = {row: data[f"fid_{row}"]["metrics"][space][fd] for row in GENERATION_ROWS}
+    effnet = {row: data[f"fid_{row}"]["metrics"].get("effnet") for row in GENERATION_ROWS}
+    ratio = value["dlc"] / value["unconditional"]
+    gap_to_encode_decode = value["dlc"] / value["encode_decode"] - 1
+    headline = {f"{space}_{fd}_dlc": value["dlc"],
+                f"{space}_{fd}_unconditional": value["unconditional"],
+                f"{space}_{fd}_encode_decode": value["encode_decode"],
+                f"{space}_{fd}_ratio_dlc_unconditional": ratio,
+                f"{space}_{fd}_dlc_over_encode_decode": gap_to_encode_decode}
+    lines = [f"- DLC generation against the unconditional DiT, {name}: "
+             f"{value['dlc']:.2f} / {value['unconditional']:.2f} = **{ratio:.2f}** "
              f"(the claim: at most 0.5; {'holds' if ratio <= 0.5 else 'does not hold'}).",
-             f"- DLC generation against encode-decode (real codes), judge FD: "
-             f"{judge['dlc']['fd']:.2f} against {judge['encode_decode']['fd']:.2f}, "
+             f"- DLC generation against encode-decode (real codes), {name}: "
+             f"{value['dlc']:.2f} against {value['encode_decode']:.2f}, "
              f"**{100 * gap_to_encode_decode:+.0f}%** (the claim: within 15%; "
              f"{'holds' if abs(gap_to_encode_decode) <= 0.15 else 'does not hold'})."]
     if effnet["dlc"] is not None:
@@ -165,7 +171,9 @@ def _generation_table(data: dict) -> list[str]:
 
 
 def _decoded_table(data: dict) -> tuple[list[str], dict]:
-    scores = data["decoded"]["attributes"]
+    scores = data["decoded"].get("attributes", {"skipped": "no judge scored them"})
+    if "match" not in scores:        # ImageNet: no attributes to read back
+        return [f"Not measured: {scores['skipped']}.", ""], {}
     probe = data["probe"]["top1"]
     attributes = [a for a in scores["match"] if a != "all"]
     columns = [("DiT decoded", scores["match"]), ("VAE reconstruction",
@@ -289,8 +297,8 @@ def write(preset: str, results: str | Path, logs: str | Path, params: str | Path
                   sedd["nearest_train_hamming_floor"]]]),
         "![token marginals](report/sedd_marginals.png)", "",
         "## Does the image follow its code? Decoded test codes", "",
-        f"Share of {data['decoded']['n']} images decoded from real test codes whose attribute "
-        f"the judge reads as the source image's.", "", *decoded,
+        f"Share of the {data['decoded']['n']} images decoded from real test codes whose "
+        f"attribute the judge reads as the source image's.", "", *decoded,
         "![sources above images decoded from their codes](report/decoded.png)", "",
         "## Generation", "", *_generation_table(data),
         "![DLC generation](report/generated_dlc.png)", "",
