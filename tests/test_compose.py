@@ -10,6 +10,7 @@ import pytest
 
 from dlc.data import codes as codes_io
 from dlc.generation.compose import mix_tokens, sample_average, source_weights
+from dlc.metrics.positions import carrying, position_map
 from dlc.stages import compose, composition_study, train_dit
 
 from .test_dit_stages import setup  # noqa: F401  (the fixture: images, VAE, latents, codes)
@@ -88,6 +89,16 @@ def test_compose_stage_writes_codes_images_grid_and_vendi(setup, tmp_path):  # n
     assert np.load(tmp_path / "composed" / "samples.npz")["arr_0"].shape == (6, 32, 32, 3)
     assert (tmp_path / "composed" / "grid.png").stat().st_size > 200
     assert json.loads((tmp_path / "composed" / "compose.json").read_text())["sources"] == sources
+    attribute = dataclasses.replace(preset, compose=dataclasses.replace(
+        preset.compose, method="attribute", attribute="colour", attribute_source=1, samples=2))
+    result = compose.compose_sources(attribute, sources, folder / "codes" / "test", run,
+                                     folder / "vae", tmp_path / "transplant")
+    information = position_map(test_codes.codes, test_codes.frame, preset.judge.attributes)
+    assert result["attribute_positions"] == np.flatnonzero(
+        carrying(information, "colour")).tolist()
+    a, b = (test_codes.lookup(i) for i in sources)
+    expected = np.where(carrying(information, "colour"), b, a)
+    assert (codes_io.read_codes(tmp_path / "transplant" / "codes").codes == expected).all()
     with pytest.raises(ValueError, match="two or more"):
         compose.compose_sources(preset, sources[:1], folder / "codes" / "test", run, folder / "vae",
                                 tmp_path / "one")
@@ -135,11 +146,13 @@ def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
     result = composition_study.study(preset, folder / "codes", run, folder / "vae",
                                      folder / "images.parquet", folder / "judge",
                                      tmp_path / "composition.json", tmp_path / "grid.png",
-                                     baseline)
+                                     tmp_path / "position_map.png", baseline)
     cfg = preset.compose
     assert result["pairs"] == cfg.pairs_per_combination * len(preset.data.shapes.holdout)
-    assert set(result["methods"]) == {"dlc_token", "reconstruction", "random",
+    assert set(result["methods"]) == {"dlc_token", "dlc_attribute", "reconstruction", "random",
                                       "continuous_average", "continuous_reconstruction"}
+    assert set(result["position_map"]) == set(preset.judge.attributes)
+    assert (tmp_path / "position_map.png").stat().st_size > 200
     made = codes_io.read_codes(tmp_path / "composition_continuous" / "codes", features=True)
     table = codes_io.read_codes(folder / "codes" / cfg.source_split, features=True)
     k, pairs = cfg.samples_per_pair, result["pairs"]
@@ -152,8 +165,20 @@ def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
     np.testing.assert_allclose(made.features[0], (a + b) / 2, atol=2e-3)
     average = pairs * k   # then the sources' own features, alternately
     assert np.array_equal(made.features[average:average + 2], np.stack([a, b]))
+    # dlc_attribute: B's tokens at the positions carrying the colour, A's elsewhere
+    transplanted = result["attribute_positions"]
+    assert transplanted["attribute"] == cfg.attribute and transplanted["source"] == "B"
+    positions = np.zeros(preset.sem.length, bool)
+    positions[transplanted["positions"]] = True
+    composed = codes_io.read_codes(tmp_path / "composition" / "codes").codes
+    first = pairs * k                         # after the dlc_token rows
+    a, b = table.codes[[drawn["a"][0], drawn["b"][0]]]
+    assert (composed[first:first + k] == np.where(positions, b, a)).all()
     for scores in result["methods"].values():
         assert 0 <= scores["mixing"] <= 1 and 0 <= scores["novel"] <= 1
+        low, high = scores["novel_ci"]
+        assert low <= scores["novel"] <= high
+        assert sum(c["n"] for c in scores["per_combination"].values()) == pairs * k
         assert set(scores["inheritance"]) == set(preset.judge.attributes)
         assert scores["vendi"] >= 1
     assert (tmp_path / "grid.png").stat().st_size > 200

@@ -1,9 +1,11 @@
-"""The authors' DiT and SEDD checkpoints as our models: outputs of their own code on fixed
-inputs (tests/fixtures/authors, written by make_fixtures.py from their repository) reproduced
-by the converted models, and every tensor accounted for."""
+"""The authors' DiT, SEDD and SEM teacher checkpoints as our models: outputs of their own code
+on fixed inputs (tests/fixtures/authors, written by make_fixtures.py from their repository)
+reproduced by the converted models, and every tensor accounted for."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 
 import pytest
@@ -14,6 +16,7 @@ from dlc import config
 from dlc.models import authors
 from dlc.models import dit as dit_module
 from dlc.models import sedd as sedd_module
+from dlc.models.sem import build_encoder, load_encoder
 from dlc.stages import convert_authors
 
 from .conftest import BIN, ENV, ROOT
@@ -96,11 +99,17 @@ def test_a_vanishing_layernorm_weight_is_refused():
 
 
 def fixture_sized_config(micro: dict, monkeypatch) -> config.Config:
-    """The micro params with the fixtures' code shape, the size names mapped to their sizes."""
+    """The micro params with the fixtures' code shape and SEM teacher (timm's DINOv2 ViT with
+    registers, small), the size names mapped to the fixtures' sizes."""
     monkeypatch.setitem(dit_module.SIZES, "tiny", dit_module.DiTSize(2, 16, DIT_HEADS))
     monkeypatch.setitem(sedd_module.SIZES, "tiny", sedd_module.SEDDSize(16, 2, 2, 8))
     preset = micro["presets"]["tiny"]
-    preset["sem"].update(length=L, vocab=V)
+    preset["sem"].update(length=L, vocab=V, tau=0.1, norm_eps=1e-6)
+    preset["sem"]["backbone"].update(
+        name="vit_large_patch14_reg4_dinov2", weights=None, img_size=32, patch_size=8,
+        embed_dim=16, depth=2, num_heads=2, reg_tokens=None, conv_stem=None)
+    preset["sem"]["head"].update(prototypes=32, hidden=24, bottleneck=8, layers=3)
+    preset["sem"]["loss"].update(nce_weight=0.0, dino_weight=1.0)  # as the paper trains
     preset["dit"].update(size="tiny", patch=2)
     preset["sedd"]["size"] = "tiny"
     return config.parse(micro, "micro params")
@@ -124,6 +133,11 @@ def test_the_stage_writes_run_folders_the_samplers_load(micro, monkeypatch, tmp_
     with torch.no_grad():
         torch.testing.assert_close(model(io["indices"], io["sigma"])[read],
                                    io["out_model"][..., :V][read], atol=TOLERANCE, rtol=0)
+    sem_run = convert_authors.run(cfg, model="sem", weights="ema", out=tmp_path / "sem",
+                                  checkpoint=FIXTURES / "sem_teacher_checkpoint.pth")
+    encoder = load_encoder(cfg.active.sem, sem_run / "encoder.safetensors")
+    io = load_file(FIXTURES / "sem_io.safetensors")
+    assert torch.equal(encoder.codes(io["images"]).long(), io["logits"].argmax(-1))
 
 
 def test_a_checkpoint_of_other_sizes_is_a_one_line_error(tmp_path):
@@ -134,3 +148,42 @@ def test_a_checkpoint_of_other_sizes_is_a_one_line_error(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "dit_model.safetensors: (depth, hidden, patch, learn_sigma, L, V)" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "dit").exists()
+
+
+def test_their_sem_teacher_gives_the_same_codes_embedding_and_patches(micro, monkeypatch):
+    cfg = fixture_sized_config(micro, monkeypatch).active.sem
+    io = load_file(FIXTURES / "sem_io.safetensors")
+    teacher = torch.load(FIXTURES / "sem_teacher_checkpoint.pth", weights_only=True)["teacher"]
+    encoder, scale_dropped = authors.sem_from_authors(
+        teacher, build_encoder(cfg, pretrained=False), "fixture")
+    assert scale_dropped == 0.0          # the fixture keeps their initial scale 1
+    encoder.eval()
+    with torch.no_grad():
+        out = encoder(io["images"])
+        logits = encoder.sem.logits(out["summary"])
+        scores = encoder.dino_head(out["embedding"])
+    torch.testing.assert_close(logits, io["logits"], atol=TOLERANCE, rtol=0)
+    assert torch.equal(encoder.codes(io["images"]).long(), io["logits"].argmax(-1))
+    for ours, theirs in ((out["embedding"], "embedding"), (out["patches"], "patches"),
+                         (scores, "dino_scores")):
+        torch.testing.assert_close(ours, io[theirs], atol=TOLERANCE, rtol=0)
+
+
+def test_a_trained_dino_scale_is_reported_and_a_chunked_teacher_converts(micro, monkeypatch):
+    cfg = fixture_sized_config(micro, monkeypatch).active.sem
+    teacher = torch.load(FIXTURES / "sem_teacher_checkpoint.pth", weights_only=True)["teacher"]
+    # block_chunks > 0 in their config names blocks.<chunk>.<i>: both blocks in chunk 0
+    chunked = {re.sub(r"^backbone\.blocks\.(\d+)\.", r"backbone.blocks.0.\1.", key): value
+               for key, value in teacher.items()}
+    chunked["dino_head.last_layer.weight_g"] = chunked["dino_head.last_layer.weight_g"] * 1.5
+    _, scale_dropped = authors.sem_from_authors(chunked, build_encoder(cfg, pretrained=False),
+                                                "fixture")
+    assert scale_dropped == pytest.approx(0.5)
+
+
+def test_a_preset_with_another_sem_norm_epsilon_is_refused(micro, monkeypatch):
+    cfg = fixture_sized_config(micro, monkeypatch).active.sem
+    encoder = build_encoder(dataclasses.replace(cfg, norm_eps=1e-5), pretrained=False)
+    teacher = torch.load(FIXTURES / "sem_teacher_checkpoint.pth", weights_only=True)["teacher"]
+    with pytest.raises(authors.ConversionError, match="sem.norm_eps"):
+        authors.sem_from_authors(teacher, encoder, "fixture")

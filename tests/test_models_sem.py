@@ -7,8 +7,8 @@ from dlc.models.sem import DINOHead, SEMEncoder, SEMHead, build_backbone, code_d
 def small_encoder(length=8, vocab=16, tau=1.0, reg_tokens=4):
     backbone = build_backbone("vit_small_patch16_224", 16, None, drop_path=0.0, patch_size=4,
                               embed_dim=32, depth=2, num_heads=2, reg_tokens=reg_tokens)
-    return SEMEncoder(backbone, length, vocab, tau, prototypes=64, hidden=48, bottleneck=16,
-                      layers=3)
+    return SEMEncoder(backbone, length, vocab, tau, 1e-5, prototypes=64, hidden=48,
+                      bottleneck=16, layers=3)
 
 
 def test_forward_shapes_and_simplex():
@@ -44,10 +44,10 @@ def test_codes_are_the_argmax_whatever_tau():
 
 def test_head_math_matches_its_definition():
     torch.manual_seed(0)
-    head = SEMHead(in_dim=12, out_dim=6, length=3, vocab=5)
+    head = SEMHead(in_dim=12, out_dim=6, length=3, vocab=5, norm_eps=1e-3)
     summary = torch.randn(4, 12)
     logits = torch.nn.functional.layer_norm(summary @ head.to_logits.weight.T, (15,),
-                                            head.norm.weight, head.norm.bias)
+                                            head.norm.weight, head.norm.bias, eps=1e-3)
     expected = torch.softmax(logits.view(4, 3, 5) / 0.5, -1)
     probabilities, embedding = head(summary, tau=0.5)
     assert torch.allclose(probabilities, expected, atol=1e-6)
@@ -56,7 +56,7 @@ def test_head_math_matches_its_definition():
 
 def test_head_at_paper_size_has_no_per_position_work():
     # L*V = 131072 as in the paper: three dense ops on (B, L*V), a batch goes through at once
-    head = SEMHead(in_dim=10, out_dim=8, length=512, vocab=256)
+    head = SEMHead(in_dim=10, out_dim=8, length=512, vocab=256, norm_eps=1e-6)
     probabilities, embedding = head(torch.randn(2, 10), tau=1.0)
     assert probabilities.shape == (2, 512, 256) and embedding.shape == (2, 8)
 
@@ -94,7 +94,7 @@ def test_backbone_errors_are_clear(tmp_path):
     backbone = build_backbone("vit_small_patch16_224", 16, None, 0.0, patch_size=4,
                               embed_dim=32, depth=1, num_heads=2)
     with pytest.raises(ValueError, match="register tokens"):
-        SEMEncoder(backbone, 4, 8, 1.0, 16, 16, 8, 2)
+        SEMEncoder(backbone, 4, 8, 1.0, 1e-5, 16, 16, 8, 2)
 
 
 def test_conv_stem_keeps_the_token_grid_and_refuses_what_it_cannot_build(tmp_path):

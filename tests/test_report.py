@@ -40,7 +40,11 @@ FAKE = {
                                                     for s in ("judge", "effnet")}}
         for eta, fd in ((0.0, 5.0), (0.05, 4.0))]},
     "composition.json": {"pairs": 4, "samples_per_pair": 8, "source_split": "test",
-                         "methods": {"dlc_token": {"novel": 0.2, "mixing": 0.4, "vendi": 3.0}}},
+                         "attribute_positions": {"attribute": "colour", "source": "B",
+                                                 "positions": [3, 5]},
+                         "methods": {"dlc_token": {"novel": 0.2, "novel_ci": [0.1, 0.35],
+                                                   "mixing": 0.4, "mixing_ci": [0.3, 0.5],
+                                                   "vendi": 3.0}}},
     "text2code.json": {"samples_per_prompt": 8, "held_out": {"shape": 0.6, "all": 0.4},
                        "seen": {"shape": 0.9, "all": 0.8}},
 }
@@ -81,6 +85,7 @@ def test_every_section_and_the_claims_come_from_the_files(run):
                     "## Time"):
         assert section in text, section
     assert "abc1234" in text and "4.00 / 20.00 = **0.20**" in text and "holds" in text
+    assert "0.200 [0.100, 0.350]" in text and "the 2 positions where colour" in text
     assert headline["judge_fd_ratio_dlc_unconditional"] == pytest.approx(0.2)
     assert headline["judge_fd_dlc_over_encode_decode"] == pytest.approx(4.0 / 3.8 - 1)
     assert headline["effnet_kid_gap_in_std"] == pytest.approx(0.04 / np.hypot(0.001, 0.001))

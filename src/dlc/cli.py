@@ -109,14 +109,15 @@ STAGES = (
                        "factor; unscaled: multiply them here", choices=["scaled", "unscaled"]),
               required("--codes", "codes folder (results/<preset>/codes)"),
               required("--latents", "latent cache folder (results/<preset>/latents)"))),
-    Stage("convert-authors", "a DiT (DLC-conditioned) or SEDD checkpoint written by the "
-          "authors' code as a run folder of ours (model.safetensors, meta.json), every tensor "
-          "mapped", (
-              required("--model", "which network", choices=["dit", "sedd"]),
+    Stage("convert-authors", "a DiT (DLC-conditioned), SEDD or SEM teacher checkpoint "
+          "written by the authors' code as a run folder of ours (model.safetensors or "
+          "encoder.safetensors, meta.json), every tensor mapped", (
+              required("--model", "which network", choices=["dit", "sedd", "sem"]),
               required("--checkpoint", "their file: DiT model.safetensors or "
-                       "custom_checkpoint_0.pkl (EMA); SEDD checkpoint.pth"),
+                       "custom_checkpoint_0.pkl (EMA); SEDD checkpoint.pth; SEM "
+                       "teacher_checkpoint.pth"),
               required("--weights", "the EMA or the online weights", choices=["ema", "model"]),
-              required("--out", "run folder to write (results/<preset>/dit or sedd)"))),
+              required("--out", "run folder to write (results/<preset>/dit, sedd or sem)"))),
     Stage("probe", "linear probes on one-hot codes and on continuous features (probe.* "
           "params)", (
               required("--codes", "codes folder of extract-codes (probe.train_split, "
@@ -154,8 +155,8 @@ STAGES = (
               arg("--images", "images table (when evaluate.reference_split is set)"),
               JUDGE_OPTIONAL, CACHE)),
     Stage("compose", "hybrid codes from two or more source images' codes (compose.method: "
-          "token or average), decoded by the DiT; grid.png shows the sources, then the "
-          "samples", (
+          "token, average or attribute), decoded by the DiT; grid.png shows the sources, then "
+          "the samples", (
               required("--sources", "image_ids of the sources in the --codes table (two or "
                        "more)", nargs="+"),
               required("--codes", "codes folder holding the sources' codes"), DIT, VAE,
@@ -167,8 +168,10 @@ STAGES = (
               arg("--encoder", "encoder.safetensors of train-sem (method: average)"),
               arg("--judge", "train-judge folder: Vendi score of the samples"))),
     Stage("composition-study", "the built-in data's composition measurement: source pairs "
-          "around every held-out (shape, colour), token-mixed codes vs reconstructions vs "
-          "random codes, scored by the judge (inheritance, mixing, novel combinations, Vendi)", (
+          "around every held-out (shape, colour), token-mixed and attribute-transplanted codes "
+          "vs reconstructions vs random codes, scored by the judge (inheritance, mixing, "
+          "novel combinations with Wilson intervals, Vendi), and where each attribute lives "
+          "in the code", (
               required("--codes", "extract-codes folder (its compose.source_split sub-folder "
                        "is used)"),
               DIT, VAE,
@@ -176,6 +179,8 @@ STAGES = (
               required("--judge", "train-judge folder"),
               required("--out", "composition.json to write"),
               required("--grid", "PNG: per pair A, B, then its samples"),
+              required("--position-map", "PNG: per attribute and code position, the mutual "
+                       "information between token and attribute over H(attribute)"),
               arg("--features-dit", "run folder of `train-dit --condition features`: adds the "
                   "baseline of averaged continuous features (default: without it)"))),
     Stage("train-text2code", "train the text -> code masked diffusion LM (text.* params: the "

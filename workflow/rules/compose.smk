@@ -62,6 +62,11 @@ rule composition_study:
             caption="../report/composition.rst",
             category="Composition",
         ),
+        position_map=report(
+            f"{RESULTS}/position_map.png",
+            caption="../report/position_map.rst",
+            category="Composition",
+        ),
     params:
         preset=PRESET,
         settings={"compose": COMPOSE, "sample": DIT["sample"]},
@@ -82,4 +87,5 @@ rule composition_study:
         launch("composition_study")
         + "dlc composition-study --preset {params.preset} --codes {params.codes}"
         " --dit {params.dit} --vae {params.vae} --images {input.images} --judge {params.judge}"
-        " --out {output.result} --grid {output.grid}{params.baseline} --log {log}"
+        " --out {output.result} --grid {output.grid} --position-map {output.position_map}"
+        "{params.baseline} --log {log}"

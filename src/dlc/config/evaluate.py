@@ -57,9 +57,18 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ComposeConfig:
-    method: Literal["token", "average"] = param(
+    method: Literal["token", "average", "attribute"] = param(
         "token: each position takes a source's token; average: sampled from the weighted "
-        "average of the sources' SEM distributions at temperature tau")
+        "average of the sources' SEM distributions at temperature tau; attribute: the "
+        "positions carrying compose.attribute from source compose.attribute_source, the rest "
+        "from the other source (two sources)")
+    attribute: str | None = param(
+        "attribute method (and the study's dlc_attribute rows): the codes table's column "
+        "whose positions are taken from one source, by per-position mutual information "
+        "(null: no such method)")
+    attribute_source: int = param("attribute method: index of the source (in --sources "
+                                  "order; the study: 0 = A, 1 = B) those positions come from",
+                                  minimum=0, maximum=1)
     weights: list[float] | None = param("probability of each source (null: uniform)")
     tau: float = param("temperature of the average method (0: its argmax)", minimum=0)
     samples: int = param("hybrid codes (and images) to make", minimum=1)

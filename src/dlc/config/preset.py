@@ -61,6 +61,8 @@ class PresetConfig:
                 f"{where}.text.train.split {text_split!r}: a split of sem.extract.splits when "
                 "text.captions is null, another name (its codes come from the captioned "
                 "dataset) when it is set")
+        if self.compose.method == "attribute" and self.compose.attribute is None:
+            raise ConfigError(f"{where}.compose.method: attribute needs compose.attribute")
         if self.compose.continuous_baseline and not self.sem.extract.features:
             raise ConfigError(f"{where}.compose.continuous_baseline: needs the continuous "
                               f"features in the codes table ({where}.sem.extract.features)")

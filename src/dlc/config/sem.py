@@ -154,6 +154,9 @@ class SEMConfig:
     length: int = param("code length L (paper: 512)", minimum=1)
     vocab: int = param("vocabulary V (paper: 256)", minimum=2)
     tau: float = param("SEM softmax temperature in training (paper: 1)", **positive())
+    norm_eps: float = param("epsilon of the SEM head's LayerNorm over the L*V logits (the "
+                            "authors' code: 1e-6; a checkpoint of theirs converts exactly "
+                            "only at that value)", **positive())
     backbone: BackboneConfig = param("timm ViT")
     head: DINOHeadConfig = param("DINO/iBOT head and temperatures")
     loss: SSLLossConfig = param("loss weights")

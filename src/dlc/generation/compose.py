@@ -1,6 +1,7 @@
 """Hybrid codes from two or more source codes: token mixing (each position from a source drawn
-by weight) and the continuous baseline's sampling from the average of the sources' SEM
-distributions. Shared by the `compose` and `composition-study` stages.
+by weight), the continuous baseline's sampling from the average of the sources' SEM
+distributions, and attribute transplant (the positions that carry an attribute from one
+source, the rest from the other). Shared by `compose`, `composition-study` and dlc.Pipeline.
 """
 
 from __future__ import annotations
@@ -41,10 +42,23 @@ def sample_average(probabilities: np.ndarray, n: int, weights: np.ndarray, tau: 
     return (log_p[None] / tau + gumbel).argmax(-1)
 
 
-def hybrids(cfg: ComposeConfig, codes: np.ndarray,
-            probabilities: np.ndarray | None = None) -> np.ndarray:
+def transplant(codes: np.ndarray, positions: np.ndarray, source: int, n: int) -> np.ndarray:
+    """(2, L) source codes -> (n, L) copies of one hybrid: `positions` (L,) bool from source
+    `source`, every other position from the other source."""
+    if len(codes) != 2:
+        raise ValueError(f"the attribute method takes two sources, got {len(codes)}")
+    if positions.shape != (codes.shape[1],):
+        raise ValueError(f"positions {positions.shape} do not match codes of length "
+                         f"{codes.shape[1]}")
+    hybrid = np.where(positions, codes[source], codes[1 - source])
+    return np.repeat(hybrid[None], n, axis=0)
+
+
+def hybrids(cfg: ComposeConfig, codes: np.ndarray, probabilities: np.ndarray | None = None,
+            positions: np.ndarray | None = None) -> np.ndarray:
     """compose.samples hybrids (n, L) of the (S, L) source codes by compose.method, drawn from
-    compose.seed; `average` needs the sources' (S, L, V) SEM distributions. The one
+    compose.seed; `average` needs the sources' (S, L, V) SEM distributions, `attribute` the
+    (L,) positions carrying compose.attribute (`dlc.metrics.positions.carrying`). The one
     implementation `compose` and `dlc.Pipeline` share."""
     if len(codes) < 2:
         raise ValueError("compose needs two or more sources")
@@ -52,6 +66,12 @@ def hybrids(cfg: ComposeConfig, codes: np.ndarray,
     rng = np.random.default_rng(cfg.seed)
     if cfg.method == "token":
         return mix_tokens(np.asarray(codes, np.int64), cfg.samples, weights, rng)
+    if cfg.method == "attribute":
+        if positions is None:
+            raise ValueError("compose.method: attribute needs the positions carrying "
+                             f"{cfg.attribute!r}")
+        return transplant(np.asarray(codes, np.int64), positions, cfg.attribute_source,
+                          cfg.samples)
     if probabilities is None:
         raise ValueError("compose.method: average needs the sources' SEM distributions")
     return sample_average(probabilities, cfg.samples, weights, cfg.tau, rng)

@@ -257,10 +257,14 @@ class Pipeline:
 
     def compose(self, sources, *, n: int | None = None, method: str | None = None,
                 weights: list[float] | None = None, tau: float | None = None,
-                seed: int | None = None) -> torch.Tensor:
+                seed: int | None = None, positions=None,
+                attribute_source: int | None = None) -> torch.Tensor:
         """n hybrid codes (n, L) of two or more sources: codes (S, L), or images (then the
-        `average` method can use their SEM distributions); None keeps compose.*."""
-        given = {"samples": n, "method": method, "weights": weights, "tau": tau, "seed": seed}
+        `average` method can use their SEM distributions); the `attribute` method takes
+        `positions` (L,) bool (`dlc.metrics.positions.carrying` of a codes table's map) from
+        source `attribute_source`. None keeps compose.*."""
+        given = {"samples": n, "method": method, "weights": weights, "tau": tau, "seed": seed,
+                 "attribute_source": attribute_source}
         cfg = dataclasses.replace(self.compose_cfg,
                                   **{k: v for k, v in given.items() if v is not None})
         from_images = not (isinstance(sources, torch.Tensor)
@@ -272,7 +276,9 @@ class Pipeline:
                 raise ValueError("method average needs the source images (their SEM "
                                  "distributions), not their codes")
             probabilities = self.distributions(sources).numpy()
-        return torch.from_numpy(hybrids(cfg, codes, probabilities)).long()
+        if positions is not None:
+            positions = np.asarray(positions, dtype=bool)
+        return torch.from_numpy(hybrids(cfg, codes, probabilities, positions)).long()
 
     @torch.no_grad()
     def text(self, prompts: str | list[str], n: int | None = None, *,

@@ -19,16 +19,39 @@ differences, each an exact re-parametrisation:
     - their output has a column for the mask token V (zeroed by their scatter at masked
       positions, never read by a sampler): it is dropped; their attention output has no bias,
       ours a zero one.
+
+SEM teacher (their dinov2 fork: DinoVisionTransformerWithSEM and the DINO head, the
+`teacher` entry of teacher_checkpoint.pth) into our SEMEncoder over timm's DINOv2 ViT:
+    - timm's keys for DINOv2 with registers: registers -> reg_token, the class token's position
+      added to the class token (timm adds positions to patches only), chunked block names
+      (blocks.<chunk>.<i>) flattened;
+    - the patch positions resampled to our grid as their forward resamples them at that input
+      size (bicubic, with anti-aliasing, to the output size: their SEM config), once, so
+      timm's forward at the preset's img_size uses them unchanged;
+    - their SEM head (sem_embed, sem_norm, sem_out) is ours (to_logits, norm, from_simplex), at
+      their LayerNorm epsilon (sem.norm_eps 1e-6); their sem_cls_norm is never called by
+      their forward and is dropped;
+    - the DINO head's prototypes are their weight-normalised last layer's direction
+      (weight_v); its scale weight_g (1 at their init; trainable in their code) has no
+      counterpart here (our head scores cosines) and is dropped, its largest deviation from 1
+      reported: it only matters to continue SEM training from their teacher.
 """
 
 from __future__ import annotations
 
+import re
+
 import torch
+import torch.nn.functional as F
 
 from dlc.models.dit import DiT, DiTSize
 from dlc.models.sedd import SEDDSize, SEDDTransformer
+from dlc.models.sem import SEMEncoder
 
 SMALLEST_NORM_WEIGHT = 1e-6
+# How their SEM config (dinov2/configs/train/vitl14_sem_L512.yaml) resamples positions.
+THEIR_SEM_POSITIONS = {"mode": "bicubic", "antialias": True}
+THEIR_SEM_NORM_EPS = 1e-6
 
 
 class ConversionError(ValueError):
@@ -44,9 +67,10 @@ def _check_all_used(theirs: dict, used: set, what: str) -> None:
 
 def _load(model: torch.nn.Module, ours: dict, what: str) -> torch.nn.Module:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(ours))
-    if missing:
-        raise ConversionError(f"{what}: the checkpoint lacks {', '.join(missing[:5])}")
+    missing, extra = sorted(set(expected) - set(ours)), sorted(set(ours) - set(expected))
+    if missing or extra:
+        raise ConversionError(f"{what}: the checkpoint lacks {', '.join(missing[:5])}" if missing
+                              else f"{what}: no place here for {', '.join(extra[:5])}")
     for key, value in ours.items():
         if value.shape != expected[key].shape:
             raise ConversionError(f"{what}: {key} is {tuple(value.shape)} in the checkpoint, "
@@ -213,3 +237,52 @@ def sedd_ema_weights(checkpoint: dict, what: str) -> dict[str, torch.Tensor]:
                               f"model's {len(names)} parameters")
     return {**dict(zip(names, shadow)),
             "rotary_emb.inv_freq": checkpoint["model"]["rotary_emb.inv_freq"]}
+
+
+def _resample_positions(positions: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1, M*M, D) patch positions -> (1, grid*grid, D), as their forward does at that grid."""
+    side, width = round(positions.shape[1] ** 0.5), positions.shape[-1]
+    if side == grid:
+        return positions
+    # (1, M*M, D) -> (1, D, M, M) -> resample -> (1, grid*grid, D)
+    square = positions.float().reshape(1, side, side, width).permute(0, 3, 1, 2)
+    resampled = F.interpolate(square, size=(grid, grid), **THEIR_SEM_POSITIONS)
+    return resampled.permute(0, 2, 3, 1).reshape(1, grid * grid, width)
+
+
+def sem_from_authors(teacher: dict[str, torch.Tensor], encoder: SEMEncoder,
+                     what: str) -> tuple[SEMEncoder, float]:
+    """`encoder` (built from the preset's sem params) holding their SEM teacher; also the
+    largest |weight_g - 1| of their DINO head (dropped, see the module docstring)."""
+    if encoder.nce_head is not None:
+        raise ConversionError(f"{what}: their teacher has no NT-Xent head "
+                              "(sem.loss.nce_weight must be 0)")
+    if encoder.sem.norm.eps != THEIR_SEM_NORM_EPS:
+        raise ConversionError(f"{what}: their SEM LayerNorm has epsilon {THEIR_SEM_NORM_EPS}, "
+                              f"sem.norm_eps is {encoder.sem.norm.eps}")
+    theirs = {re.sub(r"^backbone\.blocks\.\d+\.(\d+)\.", r"backbone.blocks.\1.", key): value
+              for key, value in teacher.items()}                # chunked blocks flattened
+    positions = _require(theirs, "backbone.pos_embed", what)     # (1, 1 + M*M, D)
+    grid = encoder.backbone.patch_embed.grid_size[0]
+    scale = _require(theirs, "dino_head.last_layer.weight_g", what)
+    ours = {"backbone.cls_token": _require(theirs, "backbone.cls_token", what)
+            + positions[:, :1],
+            "backbone.reg_token": _require(theirs, "backbone.register_tokens", what),
+            "backbone.pos_embed": _resample_positions(positions[:, 1:], grid),
+            "mask_token": _require(theirs, "backbone.mask_token", what).reshape(-1),
+            "dino_head.prototypes": _require(theirs, "dino_head.last_layer.weight_v", what)}
+    used = {"backbone.cls_token", "backbone.register_tokens", "backbone.pos_embed",
+            "backbone.mask_token", "dino_head.last_layer.weight_g",
+            "dino_head.last_layer.weight_v", "backbone.sem_cls_norm.weight",
+            "backbone.sem_cls_norm.bias"}
+    renames = {"backbone.sem_embed.": "sem.to_logits.", "backbone.sem_norm.": "sem.norm.",
+               "backbone.sem_out.": "sem.from_simplex.", "backbone.patch_embed.":
+               "backbone.patch_embed.", "backbone.blocks.": "backbone.blocks.",
+               "backbone.norm.": "backbone.norm.", "dino_head.mlp.": "dino_head.mlp."}
+    for key, value in theirs.items():
+        prefix = next((p for p in renames if key.startswith(p)), None)
+        if prefix is not None and key not in used:
+            ours[renames[prefix] + key[len(prefix):]] = value
+            used.add(key)
+    _check_all_used(theirs, used, what)
+    return _load(encoder, ours, what), float((scale - 1).abs().max())

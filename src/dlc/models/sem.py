@@ -35,11 +35,12 @@ def code_dtype(vocab: int) -> torch.dtype:
 class SEMHead(nn.Module):
     """Simplicial embedding: (B, R*D) summary -> (B, L, V) per-position logits -> (B, D)."""
 
-    def __init__(self, in_dim: int, out_dim: int, length: int, vocab: int):
+    def __init__(self, in_dim: int, out_dim: int, length: int, vocab: int, norm_eps: float):
         super().__init__()
         self.length, self.vocab = length, vocab
         self.to_logits = nn.Linear(in_dim, length * vocab, bias=False)
-        self.norm = nn.LayerNorm(length * vocab)  # over the whole L*V vector, not per position
+        # over the whole L*V vector, not per position
+        self.norm = nn.LayerNorm(length * vocab, eps=norm_eps)
         self.from_simplex = nn.Linear(length * vocab, out_dim, bias=False)
 
     def logits(self, summary: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class SEMEncoder(nn.Module):
     a projection head)."""
 
     def __init__(self, backbone: nn.Module, length: int, vocab: int, tau: float,
-                 prototypes: int, hidden: int, bottleneck: int, layers: int,
+                 norm_eps: float, prototypes: int, hidden: int, bottleneck: int, layers: int,
                  nce_head: bool = False):
         super().__init__()
         if getattr(backbone, "reg_token", None) is None or backbone.cls_token is None:
@@ -85,7 +86,7 @@ class SEMEncoder(nn.Module):
         self.length, self.vocab, self.tau = length, vocab, tau
         width = backbone.embed_dim
         self.num_prefix = backbone.num_prefix_tokens  # CLS + registers
-        self.sem = SEMHead(self.num_prefix * width, width, length, vocab)
+        self.sem = SEMHead(self.num_prefix * width, width, length, vocab, norm_eps)
         self.dino_head = DINOHead(width, prototypes, hidden, bottleneck, layers)
         self.mask_token = nn.Parameter(torch.zeros(width))  # iBOT: replaces masked patches
         # SimCLR's projection of the summary for NT-Xent (train.ssl.nt_xent), when trained
@@ -214,8 +215,8 @@ def build_encoder(cfg: SEMConfig, pretrained: bool = True) -> SEMEncoder:
                               embed_dim=b.embed_dim, depth=b.depth, num_heads=b.num_heads,
                               reg_tokens=b.reg_tokens)
     h = cfg.head
-    return SEMEncoder(backbone, cfg.length, cfg.vocab, cfg.tau, h.prototypes, h.hidden,
-                      h.bottleneck, h.layers, nce_head=cfg.loss.nce_weight > 0)
+    return SEMEncoder(backbone, cfg.length, cfg.vocab, cfg.tau, cfg.norm_eps, h.prototypes,
+                      h.hidden, h.bottleneck, h.layers, nce_head=cfg.loss.nce_weight > 0)
 
 
 def load_encoder(cfg: SEMConfig, path: str | Path) -> SEMEncoder:

@@ -5,6 +5,10 @@
     average  each position is sampled from the weighted average of the sources' SEM
              distributions sharpened by temperature tau, p ~ (sum_s w_s p_s)^(1/tau); tau -> 0
              takes the average's argmax, which for confident sources is one of their tokens
+    attribute  two sources: the positions carrying compose.attribute (the largest normalised
+             mutual information between token and attribute among judge.attributes, over the
+             --codes table: `dlc.metrics.positions`) from source compose.attribute_source,
+             the rest from the other
 
 The hybrid codes are written as a codes table (source `composed`) and decoded by the DiT
 (dit.sample.* settings) into <out>: samples.npz, images/, grid.png with the sources in the
@@ -28,6 +32,7 @@ from dlc.data.sources import ImageTable
 from dlc.generation.compose import hybrids as make_hybrids
 from dlc.generation.compose import source_weights
 from dlc.generation.images import decode_codes
+from dlc.metrics.positions import carrying, position_map
 from dlc.viz import image_grid, save_image
 
 log = logging.getLogger(__name__)
@@ -81,7 +86,11 @@ def compose_sources(preset: PresetConfig, source_ids: list[str], codes_dir, dit_
                              "sources' SEM distributions)")
         probabilities = _sem_probabilities(preset, encoder_path, images_table,
                                            table.metadata.get("split"), source_ids)
-    hybrids = make_hybrids(cfg, sources, probabilities)
+    positions = None
+    if cfg.method == "attribute":
+        information = position_map(table.codes, table.frame, preset.judge.attributes)
+        positions = carrying(information, cfg.attribute)
+    hybrids = make_hybrids(cfg, sources, probabilities, positions)
     metadata = {"L": length, "V": vocab, "dataset": table.metadata.get("dataset"),
                 "split": "composed", "producer": {"stage": "dlc compose",
                                                   "sources": source_ids, **to_dict(cfg)}}
@@ -102,6 +111,8 @@ def compose_sources(preset: PresetConfig, source_ids: list[str], codes_dir, dit_
               "weights": source_weights(cfg.weights, len(sources)).tolist(),
               "tau": cfg.tau, "n": len(samples),
               "shared_with_a_source": float((hybrids[:, None] == sources[None]).any(1).mean()),
+              "attribute_positions": None if positions is None else
+              np.flatnonzero(positions).tolist(),
               **dio.run_metadata({"compose": to_dict(cfg)})}
     if judge_dir is not None:
         from dlc.metrics.features import build_feature_space

@@ -6,6 +6,11 @@ For every (shape, colour) combination held out of training, source pairs are dra
 compose.source_split: A has the held-out shape in another colour, B the held-out colour on
 another shape. Each pair gives compose.samples_per_pair images per method:
     dlc_token       token-wise mixing of A's and B's codes (compose.mix_tokens)
+    dlc_attribute   with compose.attribute: the positions carrying that attribute from
+                    source compose.attribute_source (1: B), the rest from the other
+                    (compose.transplant); which positions carry which attribute comes from
+                    the per-position mutual information between tokens and the table's
+                    attribute columns (judge.attributes), drawn as the position map
     reconstruction  A's and B's own codes, decoded (upper bound of inheritance)
     random          uniformly random codes (lower bound)
 and, with a DiT trained on the SEM encoder's continuous features (`features_dit`, the
@@ -17,6 +22,7 @@ and the judge's predictions give, per method:
     mixing             every attribute inherited, at least one only from A, one only from B
     novel              the held-out (shape, colour) itself: a combination never trained on
     vendi              Vendi score of each pair's samples (judge features), averaged
+with 95% Wilson intervals for mixing and novel, overall and per held-out combination.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from dlc import io as dio
 from dlc.config import Config, PresetConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.data.sources import ImageTable
-from dlc.generation.compose import mix_tokens
+from dlc.generation.compose import mix_tokens, transplant
 from dlc.generation.images import decode_codes
 from dlc.metrics.features import build_feature_space
+from dlc.metrics.positions import carrying, position_map
 from dlc.metrics.vendi import vendi_from_features
 from dlc.models.judge import load_judge, predict
-from dlc.viz import image_grid, save_image
+from dlc.viz import image_grid, pyplot, save_figure, save_image
 
 log = logging.getLogger(__name__)
 METHODS = ("dlc_token", "reconstruction", "random")
@@ -47,9 +54,11 @@ GRID_PAIRS = 6
 
 def run(cfg: Config, *, codes: str | Path, dit: str | Path, vae: str | Path,
         images: str | Path, judge: str | Path, out: str | Path, grid: str | Path,
-        features_dit: str | Path | None = None) -> dict:
-    """`dlc composition-study`: composition.json at `out`, the pairs' grid at `grid`."""
-    return study(cfg.active, codes, dit, vae, images, judge, out, grid, features_dit)
+        position_map: str | Path, features_dit: str | Path | None = None) -> dict:
+    """`dlc composition-study`: composition.json at `out`, the pairs' grid at `grid`, the
+    position map figure at `position_map`."""
+    return study(cfg.active, codes, dit, vae, images, judge, out, grid, position_map,
+                 features_dit)
 
 
 def draw_pairs(frame: pd.DataFrame, holdout: list[list[str]], per_combination: int,
@@ -83,30 +92,54 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
               & np.logical_or.reduce(only_b))
     novel = ((predicted["shape"].to_numpy() == target["shape"].to_numpy())
              & (predicted["colour"].to_numpy() == target["colour"].to_numpy()))
+    per_combination = {}
+    for (shape, colour), rows in target.groupby(["shape", "colour"]).groups.items():
+        per_combination[f"{shape}/{colour}"] = {
+            "n": len(rows), "mixing": float(mixing[rows].mean()),
+            "mixing_ci": wilson(mixing[rows]), "novel": float(novel[rows].mean()),
+            "novel_ci": wilson(novel[rows])}
     return {"inheritance": inheritance, "chance": chance, "mixing": float(mixing.mean()),
-            "novel": float(novel.mean())}
+            "mixing_ci": wilson(mixing), "novel": float(novel.mean()),
+            "novel_ci": wilson(novel), "per_combination": per_combination}
+
+
+def wilson(hits: np.ndarray) -> list[float]:
+    """95% Wilson score interval of the rate of `hits` (bool)."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(hits.sum()), len(hits)).proportion_ci(0.95, method="wilson")
+    return [float(interval.low), float(interval.high)]
 
 
 def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge_dir, out,
-          grid, features_dit_dir=None) -> dict:
+          grid, map_figure, features_dit_dir=None) -> dict:
     cfg, holdout = preset.compose, preset.data.shapes.holdout if preset.data.shapes else None
     if not holdout:   # ImageNet: a report that says so, so that every workflow can run it
         result = {"skipped": "the preset's data has no held-out attribute combinations"}
         dio.write_json(out, result)
-        save_image(image_grid(np.full((1, 8, 8, 3), 255, np.uint8), columns=1), grid)
+        for path in (grid, map_figure):
+            save_image(image_grid(np.full((1, 8, 8, 3), 255, np.uint8), columns=1), path)
         return result
     length, vocab = preset.sem.length, preset.sem.vocab
     table = codes_io.read_codes(Path(codes_dir) / cfg.source_split, length, vocab,
                                 features=features_dit_dir is not None)
+    information = position_map(table.codes, table.frame, preset.judge.attributes)
+    _draw_position_map(information, map_figure)
+    methods = METHODS
+    if cfg.attribute is not None:
+        positions = carrying(information, cfg.attribute)
+        methods = ("dlc_token", "dlc_attribute", *METHODS[1:])
     rng = np.random.default_rng(cfg.seed)
     pairs = draw_pairs(table.frame, holdout, cfg.pairs_per_combination, rng)
     k = cfg.samples_per_pair
     codes, rows = [], []
-    for method in METHODS:
+    for method in methods:
         for pair in pairs.itertuples():
             sources = table.codes[[pair.a, pair.b]].astype(np.int64)
             if method == "dlc_token":
                 made = mix_tokens(sources, k, np.array([0.5, 0.5]), rng)
+            elif method == "dlc_attribute":
+                made = transplant(sources, positions, cfg.attribute_source, k)
             elif method == "reconstruction":
                 made = sources[np.arange(k) % 2]
             else:
@@ -120,13 +153,12 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
     images = decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, np.concatenate(codes),
                           [f"study-{i:06d}" for i in range(len(rows))], metadata,
                           Path(out).parent / "composition", "composed")
-    methods = METHODS
     if features_dit_dir is not None:
         continuous_rows, continuous_images = _continuous(preset, pairs, table, features_dit_dir,
                                                          vae_dir, metadata, out)
         rows = pd.concat([rows, continuous_rows], ignore_index=True)
         images = np.concatenate([images, continuous_images])
-        methods = METHODS + CONTINUOUS_METHODS
+        methods = methods + CONTINUOUS_METHODS
 
     judge, report = load_judge(judge_dir)
     predicted = predict(judge, images, report["classes"])
@@ -136,7 +168,11 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
     b = table.frame.iloc[rows["b"]].reset_index(drop=True)
     target = pairs.iloc[rows["pair"]].reset_index(drop=True)
     result = {"pairs": len(pairs), "samples_per_pair": k, "holdout": holdout,
-              "source_split": cfg.source_split, "methods": {}}
+              "source_split": cfg.source_split, "methods": {},
+              "position_map": information.to_dict(orient="list"),
+              "attribute_positions": None if cfg.attribute is None else
+              {"attribute": cfg.attribute, "source": "AB"[cfg.attribute_source],
+               "positions": np.flatnonzero(positions).tolist()}}
     for method in methods:
         mask = (rows["method"] == method).to_numpy()
         scores = composition_scores(predicted[mask].reset_index(drop=True),
@@ -153,6 +189,20 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
     dio.write_json(out, result)
     _grid(images, rows, table, images_table, cfg.source_split, grid)
     return result
+
+
+def _draw_position_map(information: pd.DataFrame, path) -> None:
+    """Heat map: one row per attribute, one column per code position, I(c_l; a) / H(a)."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(min(12, 2 + len(information) / 12),
+                                         0.6 + 0.35 * information.shape[1]))
+    shown = axis.imshow(information.to_numpy().T, aspect="auto", cmap="viridis",
+                        interpolation="nearest", vmin=0)
+    axis.set(yticks=range(information.shape[1]), yticklabels=list(information.columns),
+             xlabel="code position", title="where each attribute lives: I(token; attribute) "
+             "/ H(attribute)")
+    figure.colorbar(shown, ax=axis, fraction=0.03)
+    save_figure(figure, path)
 
 
 def _continuous(preset: PresetConfig, pairs: pd.DataFrame, table, features_dit_dir, vae_dir,

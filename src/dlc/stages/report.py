@@ -53,6 +53,7 @@ FIGURES = {
     "generated_unconditional.png": "generate/unconditional/grid.png",
     "eta_sweep.png": "fid_eta_sweep.png",
     "composition.png": "composition_grid.png",
+    "position_map.png": "position_map.png",
     "text2code.png": "text2code_grid.png",
 }
 GENERATION_ROWS = ("dlc", "encode_decode", "unconditional", "vae", "real")
@@ -221,10 +222,20 @@ def _toy_table(toy: dict) -> list[str]:
 def _composition_table(composition: dict) -> list[str]:
     if "skipped" in composition:
         return [composition["skipped"], ""]
-    rows = [[method, s["novel"], s["mixing"], s["vendi"]]
+    def rate(scores: dict, key: str) -> str:
+        low, high = scores[f"{key}_ci"]
+        return f"{scores[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+    rows = [[method, rate(s, "novel"), rate(s, "mixing"), s["vendi"]]
             for method, s in composition["methods"].items()]
+    where = composition.get("attribute_positions")
+    transplant = [] if where is None else [
+        f"dlc_attribute takes the {len(where['positions'])} positions where "
+        f"{where['attribute']} has the most information from {where['source']}, the rest "
+        f"from the other source.", ""]
     return [f"{composition['pairs']} source pairs x {composition['samples_per_pair']} images "
-            f"per method (held-out combinations of {composition['source_split']}).", ""] + \
+            f"per method (held-out combinations of {composition['source_split']}); 95% "
+            "Wilson intervals in brackets.", "", *transplant] + \
         _table(["method", "held-out combination made", "mixes A and B", "Vendi per pair"],
                rows)
 
@@ -307,6 +318,7 @@ def write(preset: str, results: str | Path, logs: str | Path, params: str | Path
         "![distance against eta](report/eta_sweep.png)", "",
         "## Composition", "", *_composition_table(data["composition"]),
         "![composition](report/composition.png)", "",
+        "![where each attribute lives in the code](report/position_map.png)", "",
         "## Text -> code", "", *_text_table(data["text"]),
         "![text -> code](report/text2code.png)", "",
         "## Time", "", *time_lines]
