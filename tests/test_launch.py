@@ -45,14 +45,20 @@ def write_params(tmp_path, params) -> str:
     return str(path)
 
 
-def test_a_stage_runs_as_a_submitit_job_and_a_failed_job_fails_the_command(micro, tmp_path,
-                                                                          caplog):
-    params = write_params(tmp_path, micro)
+def data_job(params: str, tmp_path) -> Path:
+    """`dlc data` through submitit's local launcher, checked to succeed; its log file."""
     log = tmp_path / "logs" / "data.log"
     code = cli.main(["data", "--params", params, "--out", str(tmp_path / "images.parquet"),
                      "--report", str(tmp_path / "report.json"), "--launcher", "submitit-local",
                      "--log", str(log)])
     assert code == 0 and (tmp_path / "images.parquet").is_file()
+    return log
+
+
+def test_a_stage_runs_as_a_submitit_job_and_a_failed_job_fails_the_command(micro, tmp_path,
+                                                                          caplog):
+    params = write_params(tmp_path, micro)
+    log = data_job(params, tmp_path)
     assert "submitted submitit-local job" in log.read_text()
     assert list((tmp_path / "logs" / "submitit" / "data").glob("*_log.err"))
     # the job fails (no codes there): the command fails, naming the job's log
@@ -67,12 +73,7 @@ def test_a_job_of_two_processes_per_node_succeeds(micro, tmp_path, monkeypatch):
     """gpu=2 runs two tasks (one DDP process each); waiting for them needs every task's
     result (submitit refuses `result()` for such a job: the bug the imagenet DAG found)."""
     monkeypatch.setenv(jobs.RESOURCES_ENV, "gpu=2")
-    params = write_params(tmp_path, micro)
-    log = tmp_path / "logs" / "data.log"
-    code = cli.main(["data", "--params", params, "--out", str(tmp_path / "images.parquet"),
-                     "--report", str(tmp_path / "report.json"), "--launcher", "submitit-local",
-                     "--log", str(log)])
-    assert code == 0 and (tmp_path / "images.parquet").is_file()
+    data_job(write_params(tmp_path, micro), tmp_path)
     assert len(list((tmp_path / "logs" / "submitit" / "data").glob("*_log.err"))) == 2
 
 
