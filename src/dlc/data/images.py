@@ -161,3 +161,12 @@ def collate_skipping(batch: list):
         return None, None, [], skipped
     images, labels, ids = zip(*good)
     return np.stack(images), np.array(labels, dtype=np.int64), list(ids), skipped
+
+
+def readable_batches(loader, skipped: list):
+    """(images, labels) of each batch of a `collate_skipping` loader that holds readable
+    images; every unreadable image is appended to `skipped` as {image_id, reason}."""
+    for images, labels, _, bad in loader:
+        skipped.extend({"image_id": image_id, "reason": reason} for image_id, reason in bad)
+        if images is not None:
+            yield images, labels

@@ -15,7 +15,7 @@ import torch
 from dlc import io as dio
 from dlc.config import SEMConfig
 from dlc.data import codes as codes_io
-from dlc.data.images import collate_skipping
+from dlc.data.images import collate_skipping, readable_batches
 from dlc.data.multicrop import NormalizedTensor
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.train import distributed
@@ -33,10 +33,7 @@ def encode_rows(encoder, table: ImageTable, rows: range, cfg: SEMConfig, device,
                                          collate_fn=collate_skipping)
     kept, codes, features, skipped = [], [], [], []
     autocast = distributed.autocast(device)
-    for images, positions, _, bad in loader:
-        skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
-        if images is None:
-            continue
+    for images, positions in readable_batches(loader, skipped):
         with autocast:
             batch = torch.from_numpy(images).to(device)
             if want_features:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from dlc import io as dio
 from dlc.config import Config, VAEConfig, to_dict
 from dlc.data import latents as cache_io
-from dlc.data.images import collate_skipping
+from dlc.data.images import collate_skipping, readable_batches
 from dlc.data.sources import CentredImages, ImageTable
 from dlc.models.vae import REPORT, encode, load_vae, to_model_range, vae_location
 from dlc.train import distributed
@@ -107,10 +107,7 @@ def _encode_shard(cfg: VAEConfig, vae, table: ImageTable, rows: np.ndarray, flip
         collate_fn=collate_skipping)
     kept, latents, skipped = [], [], []
     autocast = distributed.autocast(device)
-    for images, positions, _, bad in loader:
-        skipped += [{"image_id": image_id, "reason": reason} for image_id, reason in bad]
-        if images is None:
-            continue
+    for images, positions in readable_batches(loader, skipped):
         with autocast:
             batch = to_model_range(images).to(device)
             latents.append(encode(vae, batch, cfg.cache.posterior, generator).cpu())
