@@ -1,7 +1,7 @@
 """`dlc.Pipeline`: the trained parts of a run as one object for notebooks and scripts.
 
     pipe = Pipeline.from_run("results/tiny")            # a finished run and its params.yaml
-    pipe = Pipeline.from_pretrained("exported/tiny")    # a `dlc export` folder, no params
+    pipe = Pipeline.from_pretrained("exported/tiny")    # a local `dlc export` folder
     codes = pipe.encode(images)                          # (B, L) int64
     images = pipe.decode(codes, cfg_scale=2.0, seed=0)   # (B, H, W, 3) uint8
 
@@ -122,7 +122,8 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, **options) -> Pipeline:
-        """A `dlc export` folder (pipeline.json and one folder per part); no params.yaml."""
+        """A local `dlc export` folder (pipeline.json and one folder per part); no
+        params.yaml, nothing downloaded (a hub id is not a folder: it fails naming it)."""
         from dlc.generation.export import read_folder
 
         length, vocab, parts, compose = read_folder(folder)

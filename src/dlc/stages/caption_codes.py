@@ -48,17 +48,15 @@ def run(cfg: Config, *, encoder: str | Path, out: str | Path, task: int = 0,
                 "preprocessing": {"crop": "ADM centre crop", "size": sem.backbone.img_size,
                                   "normalize": "ImageNet mean/std", "flip": False}}
     paths = [out / codes_io.shard_name(i) for i in range(len(sources))]
+    fingerprints = [_fingerprint(metadata, source) for source in sources]
     for i in tqdm(task_share(len(sources), task, tasks), desc=f"caption-codes {task}/{tasks}",
                   mininterval=5):
-        source = sources[i]
-        fingerprint = _fingerprint(metadata, source)
         if paths[i].is_file() and \
-                codes_io.shard_metadata(paths[i]).get("fingerprint") == fingerprint:
+                codes_io.shard_metadata(paths[i]).get("fingerprint") == fingerprints[i]:
             continue
-        _encode_shard(sem, model, source, paths[i], {**metadata, "fingerprint": fingerprint},
-                      device)
-    return finish_split(out, paths, [_fingerprint(metadata, s) for s in sources], metadata,
-                        task, tasks)
+        _encode_shard(sem, model, sources[i], paths[i],
+                      {**metadata, "fingerprint": fingerprints[i]}, device)
+    return finish_split(out, paths, fingerprints, metadata, task, tasks)
 
 
 def _fingerprint(metadata: dict, source: Path) -> dict:

@@ -166,9 +166,10 @@ def _check_reference_batch(path: str) -> None:
         present = {name.removesuffix(".npy") for name in archive.namelist()}
         for mu, sigma, dim in (("mu", "sigma", POOL_DIM), ("mu_s", "sigma_s", SPATIAL_DIM)):
             for name, expected in ((mu, (dim,)), (sigma, (dim, dim))):
-                if name in present and _array_header(archive, name)[0] != expected:
-                    raise ValueError(f"{name} is {_array_header(archive, name)[0]}, the "
-                                     f"Inception statistics need {expected}")
+                found = _array_header(archive, name)[0] if name in present else expected
+                if found != expected:
+                    raise ValueError(f"{name} is {found}, the Inception statistics need "
+                                     f"{expected}")
 
 
 def _check_text_model(path: str, trust_remote_code: bool) -> None:
