@@ -112,3 +112,15 @@ def test_dlc_stages_name_their_missing_inputs(tmp_path, micro, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_text_model_section_that_is_null_is_named(tmp_path, micro):
+    micro["presets"]["tiny"]["text_pretrained"] = None
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(micro))
+    result = run_dlc("train-text2code", "--section", "text_pretrained", "--codes",
+                     str(tmp_path / "codes"), "--out", str(tmp_path / "text"), "--params",
+                     str(params))
+    assert result.returncode == 2
+    assert "text_pretrained is null in this preset" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "text").exists()

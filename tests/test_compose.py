@@ -150,7 +150,8 @@ def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
     cfg = preset.compose
     assert result["pairs"] == cfg.pairs_per_combination * len(preset.data.shapes.holdout)
     assert set(result["methods"]) == {"dlc_token", "dlc_attribute", "reconstruction", "random",
-                                      "continuous_average", "continuous_reconstruction"}
+                                      "held_out_codes", "continuous_average",
+                                      "continuous_reconstruction"}
     assert set(result["position_map"]) == set(preset.judge.attributes)
     assert (tmp_path / "position_map.png").stat().st_size > 200
     made = codes_io.read_codes(tmp_path / "composition_continuous" / "codes", features=True)
@@ -174,6 +175,13 @@ def test_the_study_on_micro_data(setup, tmp_path):  # noqa: F811
     first = pairs * k                         # after the dlc_token rows
     a, b = table.codes[[drawn["a"][0], drawn["b"][0]]]
     assert (composed[first:first + k] == np.where(positions, b, a)).all()
+    # held_out_codes: codes of images that have the pair's held-out combination itself
+    ceiling = codes_io.read_codes(folder / "codes" / cfg.ceiling_split)
+    first = 4 * pairs * k       # after dlc_token, dlc_attribute, reconstruction and random
+    target = ((ceiling.frame["shape"] == drawn["shape"][0])
+              & (ceiling.frame["colour"] == drawn["colour"][0])).to_numpy()
+    own = {row.tobytes() for row in ceiling.codes[target]}
+    assert all(row.tobytes() in own for row in composed[first:first + k])
     for scores in result["methods"].values():
         assert 0 <= scores["mixing"] <= 1 and 0 <= scores["novel"] <= 1
         low, high = scores["novel_ci"]

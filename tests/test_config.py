@@ -65,6 +65,10 @@ def test_schema_accepts_params_and_rejects_what_config_rejects(micro):
     (lambda p: p["presets"]["tiny"]["sem"]["loss"].update(dino_weight=0, ibot_weight=0,
                                                           nce_weight=0),
      "presets.tiny.sem.loss: dino_weight, ibot_weight and nce_weight are all 0"),
+    (lambda p: p["presets"]["tiny"]["text_study"]["paraphrases"][0]["asks"].update(mood="calm"),
+     "presets.tiny.text_study.paraphrases[0].asks: ['mood'] not among judge.attributes"),
+    (lambda p: p["presets"]["tiny"]["text_pretrained"]["train"].update(split="test"),
+     "presets.tiny.text_pretrained: train.split and captions must be those of text"),
 ])
 def test_bad_params_name_the_key(micro, edit, message):
     edit(micro)

@@ -32,7 +32,7 @@ def setup(micro_config, tmp_path):
                         tmp_path / "latents")
     frame, _ = dio.read_parquet(tmp_path / "images.parquet")
     length, vocab = preset.sem.length, preset.sem.vocab
-    for split in ("train", "test"):
+    for split in ("train", "test", "holdout"):
         rows = frame[frame["split"] == split]
         rng = np.random.default_rng(len(rows))
         codes = rng.integers(0, vocab, (len(rows), length))

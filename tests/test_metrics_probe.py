@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from dlc.metrics.probe import CodeProbe, FeatureProbe, held_out_rows, probe_codes, probe_features
@@ -41,6 +42,8 @@ def test_probe_reads_a_planted_token():
     shuffled = rng.permutation(labels)            # and nothing is readable from noise
     chance = probe_codes(codes[:400], shuffled[:400], codes[400:], shuffled[400:], 8, 3, **FIT)
     assert chance.accuracy < 0.5
+    assert np.array_equal(result.predicted, labels[400:])            # the predictions behind
+    assert (chance.predicted == shuffled[400:]).mean() == pytest.approx(chance.accuracy)
 
 
 def test_the_lr_is_chosen_on_held_out_training_rows():

@@ -46,7 +46,16 @@ FAKE = {
                                                    "mixing": 0.4, "mixing_ci": [0.3, 0.5],
                                                    "vendi": 3.0}}},
     "text2code.json": {"samples_per_prompt": 8, "held_out": {"shape": 0.6, "all": 0.4},
-                       "seen": {"shape": 0.9, "all": 0.8}},
+                       "seen": {"shape": 0.9, "all": 0.8},
+                       "paraphrase": {"shape": 0.7, "colour": 0.3, "all": 0.2},
+                       "read_from_codes": {"held_out": {"shape": 0.65, "all": 0.45}},
+                       "per_paraphrase": [{"prompt": "a crimson disc", "unseen_words":
+                                           ["crimson", "disc"], "colour": 0.25, "all": 0.125}],
+                       "novelty": {"pool": "train (100 images)",
+                                   "floor (test)": {"judge_distance": 1.5, "code_hamming": 9.0,
+                                                    "exact_code_copies": 0.0},
+                                   "held_out": {"judge_distance": 2.5, "code_hamming": 30.0,
+                                                "exact_code_copies": 0.0}}},
 }
 
 
@@ -86,6 +95,10 @@ def test_every_section_and_the_claims_come_from_the_files(run):
         assert section in text, section
     assert "abc1234" in text and "4.00 / 20.00 = **0.20**" in text and "holds" in text
     assert "0.200 [0.100, 0.350]" in text and "the 2 positions where colour" in text
+    assert "| paraphrase | 0.700 | 0.300 | 0.200 |" in text
+    assert "(unseen: crimson, disc): colour 0.25" in text
+    assert "before the DiT draws them" in text and "| held_out | 0.650 | - | 0.450 |" in text
+    assert "| floor (test) | 1.500 | 9.000 | 0.000 |" in text
     assert headline["judge_fd_ratio_dlc_unconditional"] == pytest.approx(0.2)
     assert headline["judge_fd_dlc_over_encode_decode"] == pytest.approx(4.0 / 3.8 - 1)
     assert headline["effnet_kid_gap_in_std"] == pytest.approx(0.04 / np.hypot(0.001, 0.001))

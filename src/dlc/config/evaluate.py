@@ -77,6 +77,11 @@ class ComposeConfig:
     pairs_per_combination: int = param("study: source pairs per held-out (shape, colour)",
                                       minimum=1)
     samples_per_pair: int = param("study: images per pair and method", minimum=2)
+    ceiling_split: str | None = param(
+        "study: codes split of images with the held-out combinations themselves (the built-in "
+        "data's holdout split); their own codes, decoded, are the `held_out_codes` rows: how "
+        "often this DiT draws a held-out combination from a code that has it, the most "
+        "`novel` can reach (null: no such rows)")
     continuous_baseline: bool = param(
         "study: also train a DiT on the SEM encoder's continuous features and compose by "
         "averaging them (the paper's baseline; needs sem.extract.features)")

@@ -12,7 +12,7 @@ from .evaluate import ComposeConfig, EvaluateConfig, JudgeConfig
 from .fields import ConfigError, param
 from .sedd import SEDDConfig
 from .sem import ProbeConfig, SEMConfig
-from .text import TextConfig
+from .text import TextConfig, TextStudyConfig
 from .toy import ToyConfig
 from .vae import VAEConfig
 
@@ -32,10 +32,23 @@ class PresetConfig:
     evaluate: EvaluateConfig = param("FID and friends of generated images")
     compose: ComposeConfig = param("codes composed from source images (`dlc compose`)")
     text: TextConfig = param("text -> code masked diffusion language model")
+    text_pretrained: TextConfig | None = param(
+        "a second text -> code model, trained on the codes of text.train.split and studied on "
+        "the same prompts (its own target, results/<preset>/text2code_pretrained.json): a "
+        "pretrained language model against `text`; null: none")
+    text_study: TextStudyConfig = param("the text -> code study's extra prompts")
     resources: dict[str, RuleResources] = param(
         "cluster resources of rules by rule name (gpu, nodes, cpus_per_task, mem_mb, runtime, "
         "array); rules not named keep the defaults in their .smk file")
     slurm: SlurmConfig = param("where and how `--launcher slurm` submits jobs (submitit)")
+
+    def text_params(self, section: str) -> TextConfig:
+        """The params of a text model by section name: `text` or `text_pretrained`."""
+        if section not in ("text", "text_pretrained"):
+            raise ConfigError(f"{section!r}: not a text model section (text, text_pretrained)")
+        if getattr(self, section) is None:
+            raise ConfigError(f"{section} is null in this preset: no such text model")
+        return getattr(self, section)
 
     def check(self, where: str) -> None:
         for split in (self.probe.train_split, self.probe.test_split):
@@ -61,6 +74,20 @@ class PresetConfig:
                 f"{where}.text.train.split {text_split!r}: a split of sem.extract.splits when "
                 "text.captions is null, another name (its codes come from the captioned "
                 "dataset) when it is set")
+        pretrained = self.text_pretrained
+        if pretrained is not None and (pretrained.train.split, pretrained.captions) != (
+                self.text.train.split, self.text.captions):
+            raise ConfigError(f"{where}.text_pretrained: train.split and captions must be "
+                              "those of text (both models learn the same pairs)")
+        for i, paraphrase in enumerate(self.text_study.paraphrases):
+            unknown = set(paraphrase.asks) - set(self.judge.attributes if self.judge else [])
+            if unknown:
+                raise ConfigError(f"{where}.text_study.paraphrases[{i}].asks: {sorted(unknown)} "
+                                  "not among judge.attributes")
+        ceiling = self.compose.ceiling_split
+        if ceiling is not None and ceiling not in self.sem.extract.splits:
+            raise ConfigError(f"{where}.compose.ceiling_split: {ceiling!r} is not in "
+                              f"{where}.sem.extract.splits {self.sem.extract.splits}")
         if self.compose.method == "attribute" and self.compose.attribute is None:
             raise ConfigError(f"{where}.compose.method: attribute needs compose.attribute")
         if self.compose.continuous_baseline and not self.sem.extract.features:

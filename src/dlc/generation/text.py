@@ -28,14 +28,13 @@ def write_codes(model: TextModel, prompts: list[str], length: int,
     return model.codes.to_codes(filled[:, :length]).numpy()
 
 
-def decode_prompts(preset: PresetConfig, codes: np.ndarray, prompts: list[str], dit_dir, vae_dir,
-            out_dir: Path) -> np.ndarray:
-    """Images of codes written for `prompts` (each repeated text.sample.samples times), with
-    the prompts as the codes' captions: codes/, samples.npz, images/ in out_dir."""
+def decode_prompts(preset: PresetConfig, s: TextSampleConfig, codes: np.ndarray,
+                   prompts: list[str], dit_dir, vae_dir, out_dir: Path) -> np.ndarray:
+    """Images of codes written for `prompts` (each repeated s.samples times), with the
+    prompts as the codes' captions: codes/, samples.npz, images/ in out_dir."""
     metadata = {"L": preset.sem.length, "V": preset.sem.vocab, "dataset": None, "split": "text",
-                "producer": {"stage": "dlc text2code", **to_dict(preset.text.sample)}}
-    captions = pd.DataFrame({"caption": [p for p in prompts
-                                         for _ in range(preset.text.sample.samples)]})
+                "producer": {"stage": "dlc text2code", **to_dict(s)}}
+    captions = pd.DataFrame({"caption": [p for p in prompts for _ in range(s.samples)]})
     return decode_codes(preset.dit, preset.vae, dit_dir, vae_dir, codes,
                         [f"text-{i:06d}" for i in range(len(codes))], metadata, out_dir,
                         "text", captions)

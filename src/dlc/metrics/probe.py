@@ -16,9 +16,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dlc.config import ProbeConfig
 
 
 class LinearHeads(nn.Module, ABC):
@@ -103,6 +106,7 @@ class ProbeResult:
     accuracy: float                     # top-1 on the test rows, of the head chosen
     lr: float                           # its learning rate
     validation: dict[float, float]      # top-1 on the held-out training rows, per lr
+    predicted: np.ndarray               # (N_test,) its class for each test row
 
 
 def _select(model: LinearHeads, x: torch.Tensor, y: torch.Tensor, test_x: torch.Tensor,
@@ -117,8 +121,11 @@ def _select(model: LinearHeads, x: torch.Tensor, y: torch.Tensor, test_x: torch.
     else:
         validation = [float("nan")]
     best = int(np.argmax(validation))
+    with torch.no_grad():
+        predicted = torch.cat([model(test_x[i:i + batch_size])[:, best].argmax(-1)
+                               for i in range(0, len(test_x), batch_size)])
     return ProbeResult(accuracies(model, test_x, test_y, batch_size)[best].item(), lrs[best],
-                       dict(zip(lrs, validation)))
+                       dict(zip(lrs, validation)), predicted.numpy())
 
 
 def held_out_rows(n: int, lrs: list[float], val_fraction: float, seed: int) -> torch.Tensor:
@@ -128,6 +135,23 @@ def held_out_rows(n: int, lrs: list[float], val_fraction: float, seed: int) -> t
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         held_out[order[:max(1, round(val_fraction * n))]] = True
     return held_out
+
+
+def target_classes(train: pd.Series, test: pd.Series,
+                   where: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer classes of the training values; a test value never seen in training cannot
+    be predicted and counts as wrong (class -1)."""
+    categories = pd.Index(sorted(train.unique()))
+    if len(categories) < 2:
+        raise ValueError(f"{where}: target {train.name!r} has one value in the training codes")
+    return (categories.get_indexer(train).astype(np.int64),
+            categories.get_indexer(test).astype(np.int64), len(categories))
+
+
+def fit_options(cfg: ProbeConfig) -> dict:
+    """The keyword arguments of `probe_codes` and `probe_features` that the params set."""
+    return {"lrs": cfg.lrs, "val_fraction": cfg.val_fraction, "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
 
 
 def probe_codes(train_codes: np.ndarray, train_y: np.ndarray, test_codes: np.ndarray,

@@ -43,11 +43,11 @@ class TextModel:
             return cls._tiny(cfg, text.WordVocabulary.from_captions(captions, vocab), length)
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        if cfg.model is None or not Path(cfg.model).is_dir():
+        folder = None if cfg.model is None else dio.local_path(cfg.model)
+        if folder is None or not folder.is_dir():
             raise FileNotFoundError(f"text.model {cfg.model}: no such transformers folder")
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model,
-                                                  trust_remote_code=cfg.trust_remote_code)
-        network = AutoModelForMaskedLM.from_pretrained(cfg.model,
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        network = AutoModelForMaskedLM.from_pretrained(folder,
                                                        trust_remote_code=cfg.trust_remote_code)
         codes = text.extend_vocabulary(tokenizer, network, vocab)
         if cfg.lora is not None:

@@ -13,6 +13,9 @@ another shape. Each pair gives compose.samples_per_pair images per method:
                     attribute columns (judge.attributes), drawn as the position map
     reconstruction  A's and B's own codes, decoded (upper bound of inheritance)
     random          uniformly random codes (lower bound)
+    held_out_codes  with compose.ceiling_split: codes of images that have the held-out
+                    combination itself, decoded (the upper bound of `novel`: how often the
+                    DiT draws that combination from a code that holds it)
 and, with a DiT trained on the SEM encoder's continuous features (`features_dit`, the
 paper's baseline; compose.continuous_baseline), the same pairs through that model:
     continuous_average         the mean of A's and B's feature vectors, k noise seeds
@@ -103,6 +106,14 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
             "novel_ci": wilson(novel), "per_combination": per_combination}
 
 
+def _rows_of(frame: pd.DataFrame, pair) -> np.ndarray:
+    """Rows of a codes table whose (shape, colour) is the pair's held-out combination."""
+    rows = np.flatnonzero((frame["shape"] == pair.shape) & (frame["colour"] == pair.colour))
+    if not len(rows):
+        raise ValueError(f"compose.ceiling_split has no image of ({pair.shape}, {pair.colour})")
+    return rows
+
+
 def wilson(hits: np.ndarray) -> list[float]:
     """95% Wilson score interval of the rate of `hits` (bool)."""
     from scipy.stats import binomtest
@@ -129,6 +140,9 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
     if cfg.attribute is not None:
         positions = carrying(information, cfg.attribute)
         methods = ("dlc_token", "dlc_attribute", *METHODS[1:])
+    if cfg.ceiling_split is not None:
+        ceiling = codes_io.read_codes(Path(codes_dir) / cfg.ceiling_split, length, vocab)
+        methods = (*methods, "held_out_codes")
     rng = np.random.default_rng(cfg.seed)
     pairs = draw_pairs(table.frame, holdout, cfg.pairs_per_combination, rng)
     k = cfg.samples_per_pair
@@ -142,6 +156,8 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
                 made = transplant(sources, positions, cfg.attribute_source, k)
             elif method == "reconstruction":
                 made = sources[np.arange(k) % 2]
+            elif method == "held_out_codes":
+                made = ceiling.codes[rng.choice(_rows_of(ceiling.frame, pair), k)]
             else:
                 made = rng.integers(0, vocab, (k, length))
             codes.append(made)

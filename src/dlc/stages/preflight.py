@@ -73,8 +73,11 @@ def external_paths(p: PresetConfig) -> list[tuple[str, str]]:
         paths.append(("evaluate.reference_batch", p.evaluate.reference_batch))
     if "inception" in p.evaluate.extractors:
         paths.append(("evaluate.inception_weights", p.evaluate.inception_weights))
-    if p.text.backend == "transformers":
-        paths.append(("text.model", p.text.model))
+    for section in ("text", "text_pretrained"):   # a package: folder comes with the install
+        text = getattr(p, section)
+        if text is not None and text.backend == "transformers" and not text.model.startswith(
+                dio.PACKAGE_PREFIX):
+            paths.append((f"{section}.model", text.model))
     if p.text.captions is not None:
         paths.append(("text.captions", p.text.captions))
     return [(what, str(path)) for what, path in paths]
@@ -104,8 +107,8 @@ def check(what: str, path: str, p: PresetConfig) -> int | None:
             from dlc.metrics.inception import build_inception
 
             build_inception(path, torch.device("cpu"))
-        elif what == "text.model":
-            _check_text_model(path, p.text.trust_remote_code)
+        elif what.endswith(".model"):   # text.model, text_pretrained.model
+            _check_text_model(path, getattr(p, what.split(".")[0]).trust_remote_code)
         elif what == "text.captions":
             return _count_pairs(path)
     except Exception as error:  # whatever a library raises on a bad file is the finding

@@ -8,12 +8,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from dlc import io as dio
 from dlc.config import Config, ProbeConfig, SEMConfig, to_dict
 from dlc.data.codes import read_codes
-from dlc.metrics.probe import probe_codes, probe_features
+from dlc.metrics.probe import fit_options, probe_codes, probe_features, target_classes
 
 log = logging.getLogger(__name__)
 
@@ -21,23 +20,6 @@ log = logging.getLogger(__name__)
 def run(cfg: Config, *, codes: str | Path, out: str | Path) -> dict:
     """`dlc probe`: the probes on the extract-codes folder `codes`, into the JSON `out`."""
     return fit_probes(cfg.active.probe, cfg.active.sem, codes, out)
-
-
-def target_classes(train: pd.Series, test: pd.Series,
-                   where: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Integer classes of the training values; a test value never seen in training cannot
-    be predicted and counts as wrong (class -1)."""
-    categories = pd.Index(sorted(train.unique()))
-    if len(categories) < 2:
-        raise ValueError(f"{where}: target {train.name!r} has one value in the training codes")
-    return (categories.get_indexer(train).astype(np.int64),
-            categories.get_indexer(test).astype(np.int64), len(categories))
-
-
-def fit_options(cfg: ProbeConfig) -> dict:
-    """The keyword arguments of `probe_codes` and `probe_features` that the params set."""
-    return {"lrs": cfg.lrs, "val_fraction": cfg.val_fraction, "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size, "weight_decay": cfg.weight_decay, "seed": cfg.seed}
 
 
 def fit_probes(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | Path) -> dict:

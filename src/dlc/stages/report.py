@@ -55,6 +55,7 @@ FIGURES = {
     "composition.png": "composition_grid.png",
     "position_map.png": "position_map.png",
     "text2code.png": "text2code_grid.png",
+    "text2code_novelty.png": "text2code_novelty.png",
 }
 GENERATION_ROWS = ("dlc", "encode_decode", "unconditional", "vae", "real")
 DONE = re.compile(r"^(\S+ \S+) INFO dlc: dlc (\S+) done in ([\d.]+) s")
@@ -243,10 +244,36 @@ def _composition_table(composition: dict) -> list[str]:
 def _text_table(text: dict) -> list[str]:
     if "skipped" in text:
         return [text["skipped"], ""]
-    attributes = list(text["held_out"])
-    rows = [[name] + [text[name][a] for a in attributes] for name in ("held_out", "seen")]
-    return [f"{text['samples_per_prompt']} codes per prompt, judged against the prompt.", ""] + \
-        _table(["prompts"] + attributes, rows)
+    groups = [g for g in ("held_out", "seen", "paraphrase") if g in text]
+    columns = list(dict.fromkeys(a for g in groups for a in text[g]
+                                 if a not in ("shape_and_colour", "all")))
+    columns += [a for a in ("shape_and_colour", "all") if any(a in text[g] for g in groups)]
+    rows = [[g] + [text[g].get(a, "-") for a in columns] for g in groups]
+    lines = [f"{text['samples_per_prompt']} codes per prompt, judged against what the prompt "
+             "asks (paraphrase: words no training caption has; each scored on the attributes "
+             "it names).", ""] + _table(["prompts"] + columns, rows)
+    read = text.get("read_from_codes")
+    if read:
+        lines += ["Read from the written codes by linear probes trained on the training codes, "
+                  "before the DiT draws them (what the text model got right):", ""] + _table(
+            ["prompts"] + columns, [[g] + [read[g].get(a, "-") for a in columns]
+                                    for g in groups if g in read])
+    for p in text.get("per_paraphrase", []):
+        lines.append(f"- \"{p['prompt']}\" (unseen: {', '.join(p['unseen_words']) or 'none'}): "
+                     + ", ".join(f"{a} {v:.2f}" for a, v in p.items()
+                                 if a not in ("prompt", "unseen_words")))
+    novelty = text.get("novelty")
+    if novelty:
+        floor = next(k for k in novelty if k.startswith("floor"))
+        names = [floor] + [g for g in groups if g in novelty]
+        lines += ["", f"Novelty: distance of each image to its nearest training image "
+                  f"({novelty['pool']}) in judge features, and of its code to the nearest "
+                  "training code (positions that differ); the floor is real images of that "
+                  "split.", ""] + _table(
+            ["images", "judge distance", "code Hamming", "exact code copies"],
+            [[n, novelty[n]["judge_distance"], novelty[n]["code_hamming"],
+              novelty[n]["exact_code_copies"]] for n in names])
+    return lines
 
 
 def _times_table(times: list[dict]) -> tuple[list[str], dict]:
@@ -321,6 +348,7 @@ def write(preset: str, results: str | Path, logs: str | Path, params: str | Path
         "![where each attribute lives in the code](report/position_map.png)", "",
         "## Text -> code", "", *_text_table(data["text"]),
         "![text -> code](report/text2code.png)", "",
+        "![samples beside their nearest training images](report/text2code_novelty.png)", "",
         "## Time", "", *time_lines]
     dio.write_bytes(out, "\n".join(text).encode())
     headline.update(decoded_headline, **time_headline,

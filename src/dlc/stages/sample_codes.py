@@ -19,6 +19,7 @@ from dlc import io as dio
 from dlc.config import Config, SEDDConfig, to_dict
 from dlc.data import codes as codes_io
 from dlc.generation.codes import generate, with_remask_eta
+from dlc.metrics.novelty import nearest_hamming
 from dlc.viz import pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,6 @@ def per_position_tv(a: np.ndarray, b: np.ndarray, vocab: int) -> np.ndarray:
     return 0.5 * np.abs(marginals(a, vocab) - marginals(b, vocab)).sum(-1)
 
 
-def nearest_hamming(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """For every query code, the fewest positions in which it differs from a pool code."""
-    best = np.empty(len(queries), dtype=np.int64)
-    chunk = max(1, 2 ** 26 // pool.size)  # about 64 MB of comparisons at a time
-    for i in range(0, len(queries), chunk):
-        block = queries[i:i + chunk]
-        distances = (block[:, None, :] != pool[None, :, :]).sum(-1)
-        best[i:i + chunk] = distances.min(1)
-    return best
-
-
 HAMMING_POOL = 50_000  # training codes searched for nearest neighbours (all, if fewer)
 
 
@@ -74,7 +64,7 @@ def compare(generated: np.ndarray, reference: np.ndarray, train: np.ndarray, voc
     train_subset = train[rng.permutation(len(train))[:n]]
     train_set = {row.tobytes() for row in train}
     pool = train[rng.permutation(len(train))[:HAMMING_POOL]]
-    gen_nn, ref_nn = nearest_hamming(generated, pool), nearest_hamming(reference, pool)
+    (_, gen_nn), (_, ref_nn) = nearest_hamming(generated, pool), nearest_hamming(reference, pool)
     return {
         "n": n, "hamming_pool": len(pool),
         "tv_per_position": float(per_position_tv(generated, reference, vocab).mean()),

@@ -13,14 +13,15 @@ from dlc.viz import image_grid, save_image
 
 
 def run(cfg: Config, *, prompts: list[str], model: str | Path, dit: str | Path,
-        vae: str | Path, out: str | Path) -> Path:
+        vae: str | Path, out: str | Path, section: str = "text") -> Path:
     """`dlc text2code`: codes and images for each prompt: <out>/codes/, samples.npz, images/,
-    grid.png (one row per prompt)."""
+    grid.png (one row per prompt); `section` names the text model's params."""
     preset, out = cfg.active, Path(out)
-    text_model = TextModel.load(preset.text, model, preset.sem.length)
-    codes = write_codes(text_model, prompts, preset.sem.length, preset.text.sample)
-    images = decode_prompts(preset, codes, prompts, dit, vae, out)
-    save_image(image_grid(images, columns=preset.text.sample.samples,
+    text_cfg = preset.text_params(section)
+    text_model = TextModel.load(text_cfg, model, preset.sem.length)
+    codes = write_codes(text_model, prompts, preset.sem.length, text_cfg.sample)
+    images = decode_prompts(preset, text_cfg.sample, codes, prompts, dit, vae, out)
+    save_image(image_grid(images, columns=text_cfg.sample.samples,
                           scale=max(1, 64 // images.shape[1])), out / "grid.png")
     print(f"codes -> {out / 'codes'}; images -> {out / 'images'}, {out / 'samples.npz'}; "
           f"grid (one row per prompt) -> {out / 'grid.png'}")

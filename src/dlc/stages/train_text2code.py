@@ -31,10 +31,11 @@ from dlc.viz import loss_curve
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Config, *, codes: str | Path, out: str | Path) -> Path:
-    """`dlc train-text2code`: train on the extract-codes folder `codes` into `out`."""
+def run(cfg: Config, *, codes: str | Path, out: str | Path, section: str = "text") -> Path:
+    """`dlc train-text2code`: train the model of params section `section` (text,
+    text_pretrained) on the extract-codes folder `codes` into `out`."""
     preset = cfg.active
-    return train(preset.text, codes, preset.sem.length, preset.sem.vocab, out)
+    return train(preset.text_params(section), codes, preset.sem.length, preset.sem.vocab, out)
 
 
 def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
