@@ -95,6 +95,17 @@ def scores(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list[str])
     return result
 
 
+def by_group(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list[str]) -> dict:
+    """`scores` of each prompt group (held_out, seen, paraphrase) that has prompts."""
+    result = {}
+    for group in GROUPS:
+        mask = (wanted["group"] == group).to_numpy()
+        if mask.any():
+            result[group] = scores(predicted[mask].reset_index(drop=True),
+                                   wanted[mask].reset_index(drop=True), attributes)
+    return result
+
+
 def code_reading(preset: PresetConfig, train, codes: np.ndarray, wanted: pd.DataFrame,
                  attributes: list[str]) -> pd.DataFrame:
     """Each attribute of each written code as a linear probe on one-hot codes reads it,
@@ -136,16 +147,9 @@ def study(preset: PresetConfig, text_cfg: TextConfig, model_dir, codes_dir, dit_
     wanted = prompts.loc[prompts.index.repeat(k)].reset_index(drop=True)
     result = {"prompts": prompts.replace({np.nan: None}).to_dict(orient="records"),
               "samples_per_prompt": k}
-    for group in GROUPS:
-        mask = (wanted["group"] == group).to_numpy()
-        if mask.any():
-            result[group] = scores(predicted[mask].reset_index(drop=True),
-                                   wanted[mask].reset_index(drop=True), attributes)
-    read = code_reading(preset, train, codes, wanted, attributes)
-    result["read_from_codes"] = {group: scores(read[mask].reset_index(drop=True),
-                                               wanted[mask].reset_index(drop=True), attributes)
-                                 for group in GROUPS
-                                 if (mask := (wanted["group"] == group).to_numpy()).any()}
+    result.update(by_group(predicted, wanted, attributes))
+    result["read_from_codes"] = by_group(code_reading(preset, train, codes, wanted, attributes),
+                                         wanted, attributes)
     result["per_paraphrase"] = [
         {"prompt": row.prompt, "unseen_words": row.unseen_words,
          **scores(predicted.iloc[i * k:(i + 1) * k].reset_index(drop=True),
@@ -176,30 +180,33 @@ def _novelty(preset: PresetConfig, text_cfg: TextConfig, features, images, codes
     per prompt group beside the floor of real images of judge.eval_split; and the neighbours'
     images, row-aligned with `images`."""
     size = images.shape[1]
-    pool_table = ImageTable(images_table, text_cfg.train.split)
-    pool_images, rows = pool_table.centred_stack(size)
-    position = pd.Series(np.arange(len(train.frame)), index=train.frame["image_id"])
-    pool_codes = train.codes[position.loc[pool_table.frame["image_id"].iloc[rows]].to_numpy()]
+    pool_images, pool_codes = _images_with_codes(images_table, text_cfg.train.split, train, size)
     pool_features = features.extract(pool_images, desc="training images")["pool"]
     by_features = nearest_features(features.extract(images)["pool"], pool_features)
     by_code = nearest_hamming(codes, pool_codes)
     split = preset.judge.eval_split
-    real = codes_io.read_codes(Path(codes_dir) / split)
-    real_table = ImageTable(images_table, split)
-    real_images, real_rows = real_table.centred_stack(size)
-    real_position = pd.Series(np.arange(len(real.frame)), index=real.frame["image_id"])
-    real_codes = real.codes[real_position.loc[real_table.frame["image_id"].iloc[
-        real_rows]].to_numpy()]
-    floor_features = nearest_features(features.extract(real_images)["pool"], pool_features)[1]
-    floor_code = nearest_hamming(real_codes, pool_codes)[1]
+    real_images, real_codes = _images_with_codes(
+        images_table, split, codes_io.read_codes(Path(codes_dir) / split), size)
+    floor = (nearest_features(features.extract(real_images)["pool"], pool_features)[1],
+             nearest_hamming(real_codes, pool_codes)[1])
     summary = {"pool": f"{text_cfg.train.split} ({len(pool_images)} images)",
-               f"floor ({split})": {"judge_distance": float(floor_features.mean()),
-                                    "code_hamming": float(floor_code.mean()),
-                                    "exact_code_copies": float((floor_code == 0).mean())}}
+               f"floor ({split})": _distances(*floor)}
     for group in GROUPS:
         mask = (groups == group).to_numpy()
         if mask.any():
-            summary[group] = {"judge_distance": float(by_features[1][mask].mean()),
-                              "code_hamming": float(by_code[1][mask].mean()),
-                              "exact_code_copies": float((by_code[1][mask] == 0).mean())}
+            summary[group] = _distances(by_features[1][mask], by_code[1][mask])
     return summary, (pool_images[by_features[0]], pool_images[by_code[0]])
+
+
+def _distances(judge: np.ndarray, hamming: np.ndarray) -> dict:
+    return {"judge_distance": float(judge.mean()), "code_hamming": float(hamming.mean()),
+            "exact_code_copies": float((hamming == 0).mean())}
+
+
+def _images_with_codes(images_table, split: str, table, size: int):
+    """The readable images of a split, (N, size, size, 3), and their rows of the codes table."""
+    images_of_split = ImageTable(images_table, split)
+    images, rows = images_of_split.centred_stack(size)
+    position = pd.Series(np.arange(len(table.frame)), index=table.frame["image_id"])
+    ids = images_of_split.frame["image_id"].iloc[rows]
+    return images, table.codes[position.loc[ids].to_numpy()]
