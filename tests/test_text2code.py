@@ -175,6 +175,7 @@ def test_minilm_from_its_wheel_fine_tunes_through_the_transformers_back_end(setu
     model = TextModel.load(cfg, run, preset.sem.length)
     prompt = "a crimson circle"                                        # a word never trained on
     assert model.tokenizer(prompt)["input_ids"] == original(prompt)["input_ids"]
-    written = text_generation.write_codes(model, [prompt], preset.sem.length, cfg.sample)
+    one_at_a_time = dataclasses.replace(cfg.sample, batch_size=1)    # a batch per sample
+    written = text_generation.write_codes(model, [prompt], preset.sem.length, one_at_a_time)
     assert written.shape == (cfg.sample.samples, preset.sem.length)
     assert written.min() >= 0 and written.max() < preset.sem.vocab

@@ -33,6 +33,8 @@ class TextSampleConfig:
                               minimum=0)
     remasking: Literal["low_confidence", "random"] = param("which proposals stay masked")
     samples: int = param("codes generated per prompt", minimum=1)
+    batch_size: int = param("sequences unmasked at once (each step holds batch x sequence x "
+                            "vocabulary logits: 30,522 word pieces for MiniLM)", minimum=1)
     seed: int = param("seed of the sampler", minimum=0)
 
 

@@ -17,15 +17,20 @@ from dlc.models.text_model import TextModel
 
 def write_codes(model: TextModel, prompts: list[str], length: int,
                 s: TextSampleConfig) -> np.ndarray:
-    """s.samples codes per prompt, (len(prompts) * samples, L), from s.seed."""
+    """s.samples codes per prompt, (len(prompts) * samples, L), from s.seed, s.batch_size
+    sequences at a time (one generator runs through the batches)."""
     generator = torch.Generator().manual_seed(s.seed)
     model.network.eval()
     repeated = [p for p in prompts for _ in range(s.samples)]
-    tokens = model.sequences(torch.zeros(len(repeated), length, dtype=torch.long), repeated)
-    filled = masked_lm.sample(model.logits, tokens, slice(0, length), model.codes.mask,
-                              model.codes.allowed(model.size), s.steps, s.temperature,
-                              s.remasking, generator)
-    return model.codes.to_codes(filled[:, :length]).numpy()
+    codes = []
+    for first in range(0, len(repeated), s.batch_size):
+        batch = repeated[first:first + s.batch_size]
+        tokens = model.sequences(torch.zeros(len(batch), length, dtype=torch.long), batch)
+        filled = masked_lm.sample(model.logits, tokens, slice(0, length), model.codes.mask,
+                                  model.codes.allowed(model.size), s.steps, s.temperature,
+                                  s.remasking, generator)
+        codes.append(model.codes.to_codes(filled[:, :length]))
+    return torch.cat(codes).numpy()
 
 
 def decode_prompts(preset: PresetConfig, s: TextSampleConfig, codes: np.ndarray,
