@@ -118,6 +118,8 @@ if TEXT_PRETRAINED is not None:
         log:
             f"{LOGS}/{PRESET}/train_text2code_pretrained.log",
         threads: TEXT_PRETRAINED["train"]["threads"]
+        conda:
+            ENV
 
     use rule text2code_study as text2code_study_pretrained with:
         input:
@@ -144,3 +146,5 @@ if TEXT_PRETRAINED is not None:
         log:
             f"{LOGS}/{PRESET}/text2code_study_pretrained.log",
         threads: TEXT_PRETRAINED["train"]["threads"]
+        conda:
+            ENV
