@@ -1,6 +1,6 @@
 """LLaDA's masked diffusion: the loss against its formula, the corruption rate, and the
-sampler (code span only, allowed ids only, least confident stay masked), plus the text
-models' vocabularies."""
+sampler (code span only, allowed ids only, the softmax law at temperature 1, least confident
+stay masked), plus the text models' vocabularies."""
 
 import math
 
@@ -64,6 +64,21 @@ def test_the_sampler_fills_only_the_code_span_with_allowed_ids():
         assert allowed[out[0, span]].all()                        # never a disallowed id
         if temperature == 0:
             assert torch.equal(out[0, span], target[span])        # id 2 is never allowed
+
+
+def test_at_temperature_one_the_sampler_draws_from_the_softmax_over_allowed_ids():
+    """One step, one position, 40,000 sequences: the frequencies of the allowed ids match
+    softmax(logits) renormalised over them; disallowed ids (one with the largest logit)
+    never come out."""
+    logits = torch.tensor([3.0, 0.0, 1.0, -1.0, 0.5, 9.0])
+    allowed = torch.tensor([False, True, True, True, True, False])
+    out = masked_lm.sample(lambda tokens: logits.expand(*tokens.shape, 6), torch.zeros(
+        40_000, 1, dtype=torch.long), slice(0, 1), 0, allowed, steps=1, temperature=1.0,
+        generator=torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(out[:, 0], minlength=6) / len(out)
+    expected = torch.zeros(6)
+    expected[allowed] = logits[allowed].softmax(0)
+    assert torch.allclose(frequencies, expected, atol=0.01)     # ~4 standard errors
 
 
 def test_the_least_confident_positions_stay_masked():

@@ -60,8 +60,9 @@ def measure(preset: config.PresetConfig, encoder_path: Path, images: Path) -> di
     fit = probe_lib.fit_options(probe)
     top1 = {}
     for target in probe.targets:
-        y_train, y_test, classes = probe_lib.target_classes(
+        y_train, y_test, categories = probe_lib.target_classes(
             frames[probe.train_split][target], frames[probe.test_split][target], str(images))
+        classes = len(categories)
         top1[target] = {name: round(probe_features(train[name], y_train, test[name], y_test,
                                                    classes, **fit).accuracy, 4)
                         for name in ("summary", "probabilities", "features")}

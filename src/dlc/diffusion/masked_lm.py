@@ -59,18 +59,21 @@ def sample(logits_fn: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tens
     tokens = tokens.clone()
     tokens[:, span] = mask_id
     length = tokens[:, span].shape[1]
+    # Only the allowed columns take part: a pretrained vocabulary has ~30k ids and the codes
+    # 64, so noise and softmax over the allowed ones alone are ~500x less work, same law.
+    allowed_ids = allowed.nonzero()[:, 0].to(tokens.device)          # (A,)
     for k in range(1, steps + 1):
         still_masked = tokens[:, span] == mask_id
-        logits = logits_fn(tokens)[:, span].double()
-        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+        logits = logits_fn(tokens)[:, span][..., allowed_ids].double()  # (B, L, A)
         if temperature > 0:
             uniform = torch.rand(logits.shape, generator=generator, device=logits.device,
                                  dtype=torch.float64).clamp_(1e-300, 1.0)
-            proposal = (logits / temperature - torch.log(-torch.log(uniform))).argmax(-1)
+            choice = (logits / temperature - torch.log(-torch.log(uniform))).argmax(-1)
         else:
-            proposal = logits.argmax(-1)
+            choice = logits.argmax(-1)
+        proposal = allowed_ids[choice]                                  # (B, L) token ids
         if remasking == "low_confidence":
-            confidence = logits.softmax(-1).gather(-1, proposal[..., None])[..., 0]
+            confidence = logits.softmax(-1).gather(-1, choice[..., None])[..., 0]
         else:
             confidence = torch.rand(proposal.shape, generator=generator,
                                     device=logits.device, dtype=torch.float64)

@@ -231,7 +231,7 @@ def _source_images(images: str | Path, split: str | None, image_ids,
         table = ImageTable(images, split)
     except ValueError:
         return None
-    rows = pd.Series(np.arange(len(table)), index=table.frame["image_id"]).reindex(image_ids)
-    if rows.isna().any():
+    rows = pd.Index(table.frame["image_id"]).get_indexer(image_ids)
+    if (rows < 0).any():
         return None
     return np.stack([table.centred(int(row), size) for row in rows])

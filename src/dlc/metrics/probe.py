@@ -138,14 +138,15 @@ def held_out_rows(n: int, lrs: list[float], val_fraction: float, seed: int) -> t
 
 
 def target_classes(train: pd.Series, test: pd.Series,
-                   where: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Integer classes of the training values; a test value never seen in training cannot
-    be predicted and counts as wrong (class -1)."""
+                   where: str) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Integer classes of the training and test values, and the sorted values they index
+    (class i is categories[i]); a test value never seen in training cannot be predicted and
+    counts as wrong (class -1)."""
     categories = pd.Index(sorted(train.unique()))
     if len(categories) < 2:
         raise ValueError(f"{where}: target {train.name!r} has one value in the training codes")
     return (categories.get_indexer(train).astype(np.int64),
-            categories.get_indexer(test).astype(np.int64), len(categories))
+            categories.get_indexer(test).astype(np.int64), categories)
 
 
 def fit_options(cfg: ProbeConfig) -> dict:

@@ -23,6 +23,7 @@ paper's baseline; compose.continuous_baseline), the same pairs through that mode
 and the judge's predictions give, per method:
     inheritance[attr]  P(predicted value is A's or B's), beside chance |{a, b}| / classes
     mixing             every attribute inherited, at least one only from A, one only from B
+                       (inheritance and mixing are left out of held_out_codes: no A or B)
     novel              the held-out (shape, colour) itself: a combination never trained on
     vendi              Vendi score of each pair's samples (judge features), averaged
 with 95% Wilson intervals for mixing and novel, overall and per held-out combination.
@@ -104,6 +105,15 @@ def composition_scores(predicted: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame
     return {"inheritance": inheritance, "chance": chance, "mixing": float(mixing.mean()),
             "mixing_ci": wilson(mixing), "novel": float(novel.mean()),
             "novel_ci": wilson(novel), "per_combination": per_combination}
+
+
+def _novel_only(scores: dict) -> dict:
+    """held_out_codes decode neither A nor B, so inheritance and mixing have no meaning for
+    them: only `novel` (and its intervals) stays."""
+    keep = ("n", "novel", "novel_ci")
+    return {"novel": scores["novel"], "novel_ci": scores["novel_ci"],
+            "per_combination": {combination: {key: row[key] for key in keep}
+                                for combination, row in scores["per_combination"].items()}}
 
 
 def _rows_of(frame: pd.DataFrame, pair) -> np.ndarray:
@@ -195,11 +205,13 @@ def study(preset: PresetConfig, codes_dir, dit_dir, vae_dir, images_table, judge
                                     a[mask].reset_index(drop=True),
                                     b[mask].reset_index(drop=True), report["classes"],
                                     target[mask].reset_index(drop=True))
+        if method == "held_out_codes":
+            scores = _novel_only(scores)
         scores["vendi"] = float(np.mean([vendi_from_features(features[mask & (
             rows["pair"] == p).to_numpy()]) for p in range(len(pairs))]))
         result["methods"][method] = scores
-        log.info("%s: mixing %.3f, novel %.3f, vendi %.2f", method, scores["mixing"],
-                 scores["novel"], scores["vendi"])
+        log.info("%s: novel %.3f, mixing %s, vendi %.2f", method, scores["novel"],
+                 scores.get("mixing", "-"), scores["vendi"])
     result["features_dit"] = None if features_dit_dir is None else str(features_dit_dir)
     result.update(dio.run_metadata({"compose": to_dict(cfg), "dit": to_dict(preset.dit)}))
     dio.write_json(out, result)

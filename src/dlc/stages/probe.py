@@ -33,8 +33,9 @@ def fit_probes(cfg: ProbeConfig, sem: SEMConfig, codes: str | Path, out: str | P
         for table, path in ((train, train_codes), (test, test_codes)):
             if target not in table.frame:
                 raise ValueError(f"{path}: no column {target!r} to probe (probe.targets)")
-        y_train, y_test, classes = target_classes(train.frame[target], test.frame[target],
-                                            str(train_codes))
+        y_train, y_test, categories = target_classes(train.frame[target], test.frame[target],
+                                                     str(train_codes))
+        classes = len(categories)
         row = {"classes": classes,
                "majority": float(np.bincount(y_train).max() / len(y_train))}
         probes = {"codes": probe_codes(train.codes, y_train, test.codes, y_test, sem.vocab,

@@ -224,6 +224,8 @@ def _composition_table(composition: dict) -> list[str]:
     if "skipped" in composition:
         return [composition["skipped"], ""]
     def rate(scores: dict, key: str) -> str:
+        if key not in scores:
+            return "-"
         low, high = scores[f"{key}_ci"]
         return f"{scores[key]:.3f} [{low:.3f}, {high:.3f}]"
 

@@ -112,12 +112,11 @@ def code_reading(preset: PresetConfig, train, codes: np.ndarray, wanted: pd.Data
     trained on the training codes (probe.* settings): one column of class names each."""
     read = {}
     for name in attributes:
-        classes = sorted(train.frame[name].astype(str).unique())
-        y_train, y_wanted, count = target_classes(train.frame[name].astype(str),
-                                                  wanted[name].astype(str), name)
-        result = probe_codes(train.codes, y_train, codes, y_wanted, preset.sem.vocab, count,
-                             **fit_options(preset.probe))
-        read[name] = np.asarray(classes)[result.predicted]
+        y_train, y_wanted, categories = target_classes(train.frame[name].astype(str),
+                                                       wanted[name].astype(str), name)
+        result = probe_codes(train.codes, y_train, codes, y_wanted, preset.sem.vocab,
+                             len(categories), **fit_options(preset.probe))
+        read[name] = categories[result.predicted]
     return pd.DataFrame(read)
 
 
@@ -207,6 +206,8 @@ def _images_with_codes(images_table, split: str, table, size: int):
     """The readable images of a split, (N, size, size, 3), and their rows of the codes table."""
     images_of_split = ImageTable(images_table, split)
     images, rows = images_of_split.centred_stack(size)
-    position = pd.Series(np.arange(len(table.frame)), index=table.frame["image_id"])
     ids = images_of_split.frame["image_id"].iloc[rows]
-    return images, table.codes[position.loc[ids].to_numpy()]
+    positions = pd.Index(table.frame["image_id"]).get_indexer(ids)
+    if (positions < 0).any():
+        raise ValueError(f"{split}: {int((positions < 0).sum())} images have no codes")
+    return images, table.codes[positions]
