@@ -26,7 +26,7 @@ run: $(BIN)/dlc
 	$(BIN)/snakemake -c$(CORES)
 
 # The pretrained language model beside the tiny text model (text_pretrained: all-MiniLM-L6-v2
-# from its wheel) on the same pairs and prompts: outside `run`'s hour, after it.
+# from its wheel) on the same pairs and prompts: outside `run`, after it.
 text-pretrained: $(BIN)/dlc
 	$(BIN)/snakemake -c$(CORES) results/tiny/text2code_pretrained.json
 

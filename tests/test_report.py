@@ -77,6 +77,8 @@ def run(tmp_path):
         "2026-12-06 10:00:00,000 INFO dlc: dlc train-dit done in 50.0 s\n"   # an earlier run
         "2026-12-06 11:00:00,000 INFO dlc.stages.train_dit: trained\n"
         "2026-12-06 11:10:00,000 INFO dlc: dlc train-dit done in 600.0 s\n")
+    (logs / "tiny" / "probe.log").write_text(      # beside train-dit: counted once
+        "2026-12-06 11:05:00,000 INFO dlc: dlc probe done in 120.0 s\n")
     (logs / "toy" / "train-K4-oracle.log").write_text(
         "2026-12-06 10:59:00,000 INFO dlc: dlc toy-train done in 60.0 s\n")
     params = tmp_path / "params.yaml"
@@ -103,9 +105,9 @@ def test_every_section_and_the_claims_come_from_the_files(run):
     assert headline["judge_fd_dlc_over_encode_decode"] == pytest.approx(4.0 / 3.8 - 1)
     assert headline["effnet_kid_gap_in_std"] == pytest.approx(0.04 / np.hypot(0.001, 0.001))
     assert headline["decoded_shape"] == 0.8 and headline["vae_ceiling_shape"] == 0.95
-    # The last "done in" line of each log; the span runs from 10:58 to 11:10.
-    assert headline["jobs_seconds"] == pytest.approx(660.0)
-    assert headline["span_minutes"] == pytest.approx(12.0)
+    # The last "done in" line of each log; some job ran 10:58-10:59 and 11:00-11:10.
+    assert headline["jobs_seconds"] == pytest.approx(780.0)
+    assert headline["busy_minutes"] == pytest.approx(11.0)
     for name in report.FIGURES:
         assert (results / "report" / name).is_file()
         assert f"report/{name}" in text

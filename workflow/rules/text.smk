@@ -102,7 +102,8 @@ rule text2code_study:
 
 if TEXT_PRETRAINED is not None:
     # A pretrained language model (tiny: all-MiniLM-L6-v2 from its wheel) on the same pairs and
-    # prompts: its own target, results/<preset>/text2code_pretrained.json, not in `all`.
+    # prompts: its own target, results/<preset>/text2code_pretrained.json, not in `all`. Its
+    # logs go to a subfolder, which the report (of `all`'s run) does not read.
 
     use rule train_text2code as train_text2code_pretrained with:
         output:
@@ -116,7 +117,7 @@ if TEXT_PRETRAINED is not None:
             codes=lambda wildcards, input: Path(input.codes).parents[1],
             run=lambda wildcards, output: os.path.dirname(output.meta),
         log:
-            f"{LOGS}/{PRESET}/train_text2code_pretrained.log",
+            f"{LOGS}/{PRESET}/text_pretrained/train_text2code.log",
         threads: TEXT_PRETRAINED["train"]["threads"]
         conda:
             ENV
@@ -144,7 +145,7 @@ if TEXT_PRETRAINED is not None:
             vae=lambda wildcards, input: os.path.dirname(input.vae),
             judge=lambda wildcards, input: os.path.dirname(input.judge),
         log:
-            f"{LOGS}/{PRESET}/text2code_study_pretrained.log",
+            f"{LOGS}/{PRESET}/text_pretrained/text2code_study.log",
         threads: TEXT_PRETRAINED["train"]["threads"]
         conda:
             ENV

@@ -286,14 +286,24 @@ def _times_table(times: list[dict]) -> tuple[list[str], dict]:
         by_stage.setdefault(row["stage"], []).append(row["seconds"])
     rows = [[stage, len(seconds), sum(seconds)]
             for stage, seconds in sorted(by_stage.items(), key=lambda kv: -sum(kv[1]))]
-    start = min(row["end"].timestamp() - row["seconds"] for row in times)
-    span = max(row["end"].timestamp() for row in times) - start
     total = sum(row["seconds"] for row in times)
-    lines = [f"{len(times)} jobs, {total:.0f} s of job time; from the first job's start to "
-             f"the last one's end **{span / 60:.1f} min** (jobs run side by side where the "
-             f"cores allow; the environment's set-up is not in it).", ""]
+    busy = _busy_seconds([(row["end"].timestamp() - row["seconds"], row["end"].timestamp())
+                          for row in times])
+    lines = [f"{len(times)} jobs, {total:.0f} s of job time; some job was running for "
+             f"**{busy / 60:.1f} min** (the union of the jobs' intervals: jobs side by side "
+             "count once, and the time between runs, when results are kept from an earlier "
+             "one, and the environment's set-up are not in it).", ""]
     return lines + _table(["stage", "jobs", "seconds"], rows), {"jobs_seconds": total,
-                                                                  "span_minutes": span / 60}
+                                                                  "busy_minutes": busy / 60}
+
+
+def _busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals."""
+    busy, reached = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        busy += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return busy
 
 
 def write(preset: str, results: str | Path, logs: str | Path, params: str | Path,
