@@ -49,6 +49,7 @@ FAKE = {
                        "seen": {"shape": 0.9, "all": 0.8},
                        "paraphrase": {"shape": 0.7, "colour": 0.3, "all": 0.2},
                        "read_from_codes": {"held_out": {"shape": 0.65, "all": 0.45}},
+                       "prompt_blind": {"seen": {"shape": 0.125}},
                        "per_paraphrase": [{"prompt": "a crimson disc", "unseen_words":
                                            ["crimson", "disc"], "colour": 0.25, "all": 0.125}],
                        "novelty": {"pool": "train (100 images)",
@@ -101,6 +102,7 @@ def test_every_section_and_the_claims_come_from_the_files(run):
     assert "(unseen: crimson, disc): colour 0.25" in text
     assert "before the DiT draws them" in text and "| held_out | 0.650 | - | 0.450 |" in text
     assert "| floor (test) | 1.500 | 9.000 | 0.000 |" in text
+    assert "Prompt-blind level" in text and "| seen | 0.125 | - |" in text
     assert headline["judge_fd_ratio_dlc_unconditional"] == pytest.approx(0.2)
     assert headline["judge_fd_dlc_over_encode_decode"] == pytest.approx(4.0 / 3.8 - 1)
     assert headline["effnet_kid_gap_in_std"] == pytest.approx(0.04 / np.hypot(0.001, 0.001))

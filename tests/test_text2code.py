@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -63,6 +64,7 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, mic
     assert json.loads((tmp_path / "text2code.json").read_text())["seen"] == result["seen"]
     assert set(result["read_from_codes"]) == {"held_out", "seen", "paraphrase"}
     assert set(result["read_from_codes"]["seen"]) == set(result["seen"])
+    assert set(result["prompt_blind"]["seen"]) <= set(result["seen"])
     paraphrases = preset.text_study.paraphrases
     assert [p["prompt"] for p in result["per_paraphrase"]] == [p.prompt for p in paraphrases]
     first = result["per_paraphrase"][0]       # "a big emerald disc on a plain black background"
@@ -75,6 +77,19 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, mic
     grid = np.asarray(Image.open(tmp_path / "novelty.png"))   # a row per prompt: 2 samples,
     assert grid.shape[0] / grid.shape[1] == pytest.approx(   # each beside its 2 neighbours
         len(result["prompts"]) / 6, rel=0.05)
+
+
+def test_the_prompt_blind_level_is_the_asked_values_rate_over_the_whole_study():
+    """Four images, always red: prompts asking red score 1 blind, blue 0; shapes drawn half
+    circle, half star; the pair (star, red) is half the images."""
+    predicted = pd.DataFrame({"shape": ["circle", "star", "star", "circle"],
+                              "colour": ["red"] * 4})
+    wanted = pd.DataFrame({"group": ["held_out", "held_out", "seen", "seen"],
+                           "shape": ["star", "star", "square", "circle"],
+                           "colour": ["red", "red", "blue", None]})
+    blind = text2code_study.prompt_blind(predicted, wanted, ["shape", "colour"])
+    assert blind == {"held_out": {"shape": 0.5, "colour": 1.0, "shape_and_colour": 0.5},
+                     "seen": {"shape": 0.25, "colour": 0.0, "shape_and_colour": 0.0}}
 
 
 def test_codes_without_captions_are_refused(setup, tmp_path):  # noqa: F811

@@ -260,6 +260,13 @@ def _text_table(text: dict) -> list[str]:
                   "before the DiT draws them (what the text model got right):", ""] + _table(
             ["prompts"] + columns, [[g] + [read[g].get(a, "-") for a in columns]
                                     for g in groups if g in read])
+    blind = text.get("prompt_blind")
+    if blind:
+        lines += ["Prompt-blind level: the scores of a model that ignores the prompt and draws "
+                  "what this one drew over the whole study, at the same rates (a text model "
+                  "follows its prompts only where it is above this row):", ""] + _table(
+            ["prompts"] + columns, [[g] + [blind[g].get(a, "-") for a in columns]
+                                    for g in groups if g in blind])
     for p in text.get("per_paraphrase", []):
         lines.append(f"- \"{p['prompt']}\" (unseen: {', '.join(p['unseen_words']) or 'none'}): "
                      + ", ".join(f"{a} {v:.2f}" for a, v in p.items()

@@ -5,7 +5,8 @@ them, and the judge scores the images' attributes against what each prompt asks.
 
 Where the errors come from: the same scores read from the written codes by linear probes
 trained on the training codes (probe.*), before the DiT draws them: what the text model got
-wrong, against what the DiT then loses.
+wrong, against what the DiT then loses. Beside both, the prompt-blind level: the score of a
+model that draws what this one draws, at the same rates, whatever the prompt.
 
 Novelty, as the paper's Appendix D: every image's nearest training image in the judge's
 feature space and its code's nearest training code by Hamming distance, beside the same
@@ -95,6 +96,32 @@ def scores(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list[str])
     return result
 
 
+def prompt_blind(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list[str]) -> dict:
+    """Per group, what a model that ignores its prompt would score if it drew each value as
+    often as this one did over the whole study: per attribute the mean, over the prompts that
+    ask it, of the study's rate of the asked value (for `shape_and_colour`, of the pair).
+    This is the chance level the model itself sets: against uniform chance, a model that
+    always draws red would look as if it followed every prompt that asks red."""
+    result = {}
+    for group in GROUPS:
+        mine = wanted[(wanted["group"] == group).to_numpy()]
+        if mine.empty:
+            continue
+        row = {}
+        for name in attributes:
+            asked = mine[name].dropna().astype(str)
+            if len(asked):
+                rate = predicted[name].value_counts(normalize=True)
+                row[name] = float(rate.reindex(asked).fillna(0).mean())
+        pairs = mine[["shape", "colour"]].dropna().astype(str)
+        if len(pairs):
+            rate = predicted.value_counts(["shape", "colour"], normalize=True)
+            row["shape_and_colour"] = float(
+                rate.reindex(pd.MultiIndex.from_frame(pairs)).fillna(0).mean())
+        result[group] = row
+    return result
+
+
 def by_group(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list[str]) -> dict:
     """`scores` of each prompt group (held_out, seen, paraphrase) that has prompts."""
     result = {}
@@ -147,6 +174,7 @@ def study(preset: PresetConfig, text_cfg: TextConfig, model_dir, codes_dir, dit_
     result = {"prompts": prompts.replace({np.nan: None}).to_dict(orient="records"),
               "samples_per_prompt": k}
     result.update(by_group(predicted, wanted, attributes))
+    result["prompt_blind"] = prompt_blind(predicted, wanted, attributes)
     result["read_from_codes"] = by_group(code_reading(preset, train, codes, wanted, attributes),
                                          wanted, attributes)
     result["per_paraphrase"] = [
