@@ -22,13 +22,13 @@ def write_codes(model: TextModel, prompts: list[str], length: int,
     generator = torch.Generator().manual_seed(s.seed)
     model.network.eval()
     repeated = [p for p in prompts for _ in range(s.samples)]
+    allowed = model.codes.allowed(model.size)
     codes = []
     for first in range(0, len(repeated), s.batch_size):
         batch = repeated[first:first + s.batch_size]
         tokens = model.sequences(torch.zeros(len(batch), length, dtype=torch.long), batch)
         filled = masked_lm.sample(model.logits, tokens, slice(0, length), model.codes.mask,
-                                  model.codes.allowed(model.size), s.steps, s.temperature,
-                                  s.remasking, generator)
+                                  allowed, s.steps, s.temperature, s.remasking, generator)
         codes.append(model.codes.to_codes(filled[:, :length]))
     return torch.cat(codes).numpy()
 

@@ -102,6 +102,8 @@ def prompt_blind(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list
     ask it, of the study's rate of the asked value (for `shape_and_colour`, of the pair).
     This is the chance level the model itself sets: against uniform chance, a model that
     always draws red would look as if it followed every prompt that asks red."""
+    rates = {name: predicted[name].value_counts(normalize=True) for name in attributes}
+    pair_rate = predicted.value_counts(["shape", "colour"], normalize=True)
     result = {}
     for group in GROUPS:
         mine = wanted[(wanted["group"] == group).to_numpy()]
@@ -111,13 +113,11 @@ def prompt_blind(predicted: pd.DataFrame, wanted: pd.DataFrame, attributes: list
         for name in attributes:
             asked = mine[name].dropna().astype(str)
             if len(asked):
-                rate = predicted[name].value_counts(normalize=True)
-                row[name] = float(rate.reindex(asked).fillna(0).mean())
+                row[name] = float(rates[name].reindex(asked).fillna(0).mean())
         pairs = mine[["shape", "colour"]].dropna().astype(str)
         if len(pairs):
-            rate = predicted.value_counts(["shape", "colour"], normalize=True)
             row["shape_and_colour"] = float(
-                rate.reindex(pd.MultiIndex.from_frame(pairs)).fillna(0).mean())
+                pair_rate.reindex(pd.MultiIndex.from_frame(pairs)).fillna(0).mean())
         result[group] = row
     return result
 
