@@ -250,23 +250,23 @@ def _text_table(text: dict) -> list[str]:
     columns = list(dict.fromkeys(a for g in groups for a in text[g]
                                  if a not in ("shape_and_colour", "all")))
     columns += [a for a in ("shape_and_colour", "all") if any(a in text[g] for g in groups)]
-    rows = [[g] + [text[g].get(a, "-") for a in columns] for g in groups]
+
+    def by_group(scores: dict) -> list[str]:   # one row per prompt group the scores have
+        return _table(["prompts"] + columns, [[g] + [scores[g].get(a, "-") for a in columns]
+                                              for g in groups if g in scores])
+
     lines = [f"{text['samples_per_prompt']} codes per prompt, judged against what the prompt "
              "asks (paraphrase: words no training caption has; each scored on the attributes "
-             "it names).", ""] + _table(["prompts"] + columns, rows)
+             "it names).", ""] + by_group(text)
     read = text.get("read_from_codes")
     if read:
         lines += ["Read from the written codes by linear probes trained on the training codes, "
-                  "before the DiT draws them (what the text model got right):", ""] + _table(
-            ["prompts"] + columns, [[g] + [read[g].get(a, "-") for a in columns]
-                                    for g in groups if g in read])
+                  "before the DiT draws them (what the text model got right):", ""] + by_group(read)
     blind = text.get("prompt_blind")
     if blind:
         lines += ["Prompt-blind level: the scores of a model that ignores the prompt and draws "
                   "what this one drew over the whole study, at the same rates (a text model "
-                  "follows its prompts only where it is above this row):", ""] + _table(
-            ["prompts"] + columns, [[g] + [blind[g].get(a, "-") for a in columns]
-                                    for g in groups if g in blind])
+                  "follows its prompts only where it is above this row):", ""] + by_group(blind)
     for p in text.get("per_paraphrase", []):
         lines.append(f"- \"{p['prompt']}\" (unseen: {', '.join(p['unseen_words']) or 'none'}): "
                      + ", ".join(f"{a} {v:.2f}" for a, v in p.items()
