@@ -69,6 +69,8 @@ def test_schema_accepts_params_and_rejects_what_config_rejects(micro):
      "presets.tiny.text_study.paraphrases[0].asks: ['mood'] not among judge.attributes"),
     (lambda p: p["presets"]["tiny"]["text_pretrained"]["train"].update(split="test"),
      "presets.tiny.text_pretrained: train.split and captions must be those of text"),
+    (lambda p: p["presets"]["tiny"]["text"]["train"].update(pretrained_lr=1e-4),
+     "presets.tiny.text.train.pretrained_lr: only for the transformers back end"),
 ])
 def test_bad_params_name_the_key(micro, edit, message):
     edit(micro)

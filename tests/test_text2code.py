@@ -137,6 +137,33 @@ def test_transformers_back_end_from_a_local_folder(setup, tmp_path):  # noqa: F8
     assert written.min() >= 0 and written.max() < preset.sem.vocab
 
 
+def test_pretrained_lr_freezes_the_folders_words_and_trains_the_rest(setup, tmp_path):  # noqa: F811
+    from transformers import BertForMaskedLM
+
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    bert, vocabulary = tiny_bert(folder, preset, tmp_path / "bert")
+    train = dataclasses.replace(preset.text.train, ema_decay=0.0, pretrained_lr=1e-4)
+    cfg = dataclasses.replace(preset.text, backend="transformers", model=str(bert), train=train)
+    built = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length)
+    new, body = built.parameter_groups(1e-3, 1e-4)
+    assert (new["peak_lr"], body["peak_lr"]) == (1e-3, 1e-4)
+    table = built.network.get_input_embeddings().weight
+    assert [p is table for p in new["params"]] == [True]          # the folder has its head
+    assert len(body["params"]) == sum(1 for _ in built.network.parameters()) - 1
+
+    run = train_text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
+    before = BertForMaskedLM.from_pretrained(bert).state_dict()
+    after = BertForMaskedLM.from_pretrained(run / "model").state_dict()
+    words = "bert.embeddings.word_embeddings.weight"
+    own = len(vocabulary)
+    assert torch.equal(after[words][:own], before[words][:own])     # every word as it was
+    added = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length).network
+    assert not torch.equal(after[words][own:], added.get_input_embeddings().weight[own:])
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(after[key], before[key])                   # the body learns
+
+
 def test_lora_trains_adapters_and_embeddings_and_saves_one_merged_model(setup, tmp_path):  # noqa: F811
     from transformers import BertForMaskedLM
 
@@ -186,8 +213,13 @@ def test_minilm_from_its_wheel_fine_tunes_through_the_transformers_back_end(setu
     assert built.codes.first_code >= len(original)                    # after every word piece
     assert torch.equal(built.network.get_input_embeddings().weight[:len(original)].detach(),
                        words)
+    new, body = built.parameter_groups(cfg.train.lr, cfg.train.pretrained_lr)
+    head = built.network.cls.predictions.transform.dense.weight       # not in the wheel: new
+    assert any(p is head for p in new["params"]) and not any(p is head for p in body["params"])
     run = train_text2code.train(cfg, codes, preset.sem.length, preset.sem.vocab, tmp_path / "text")
     model = TextModel.load(cfg, run, preset.sem.length)
+    trained = model.network.get_input_embeddings().weight.detach()
+    assert torch.equal(trained[:len(original)], words)                # pretrained_lr: frozen
     prompt = "a crimson circle"                                        # a word never trained on
     assert model.tokenizer(prompt)["input_ids"] == original(prompt)["input_ids"]
     one_at_a_time = dataclasses.replace(cfg.sample, batch_size=1)    # a batch per sample

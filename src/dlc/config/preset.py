@@ -79,6 +79,12 @@ class PresetConfig:
                 self.text.train.split, self.text.captions):
             raise ConfigError(f"{where}.text_pretrained: train.split and captions must be "
                               "those of text (both models learn the same pairs)")
+        for section in ("text", "text_pretrained"):
+            model = getattr(self, section)
+            if model is not None and model.train.pretrained_lr is not None and (
+                    model.backend != "transformers" or model.lora is not None):
+                raise ConfigError(f"{where}.{section}.train.pretrained_lr: only for the "
+                                  "transformers back end without LoRA (null otherwise)")
         for i, paraphrase in enumerate(self.text_study.paraphrases):
             unknown = set(paraphrase.asks) - set(self.judge.attributes if self.judge else [])
             if unknown:

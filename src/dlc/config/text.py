@@ -15,6 +15,11 @@ class TextTrainConfig:
     batch_size: int = param("(code, caption) sequences per step", minimum=1)
     lr: float = param("AdamW lr after warm-up, constant (paper: 1e-5 for LLaDA-8B)",
                      **positive())
+    pretrained_lr: float | None = param(
+        "transformers back end without LoRA: lr of the weights the folder brings, its own "
+        "vocabulary rows frozen (a word no caption has keeps its pretrained embedding); the "
+        "new weights (code rows, a head the folder lacks) learn at lr. null: every weight at "
+        "lr (the paper)", **positive())
     warmup_steps: int = param("linear lr warm-up", minimum=0)
     clip_grad: float = param("gradient-norm clip", **positive())
     ema_decay: float = param("EMA decay of the sampling weights (tiny back end)", minimum=0,

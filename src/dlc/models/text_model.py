@@ -23,14 +23,48 @@ class TextModel:
     """One interface over both back ends: `logits(tokens)`, `caption_ids(text)`, `codes`."""
 
     def __init__(self, cfg: TextConfig, network: nn.Module, codes: text.CodeTokens, size: int,
-                 caption_ids, tokenizer=None, words: list[str] | None = None):
+                 caption_ids, tokenizer=None, words: list[str] | None = None,
+                 pretrained: frozenset[str] = frozenset(), own_words: int = 0):
         self.cfg, self.network, self.codes, self.size = cfg, network, codes, size
         self.caption_ids, self.tokenizer, self.words = caption_ids, tokenizer, words
+        # What a folder brought: the names of the weights it held, its vocabulary's size.
+        self.pretrained, self.own_words = pretrained, own_words
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.tokenizer is None:
             return self.network(tokens)
         return self.network(input_ids=tokens).logits
+
+    def parameter_groups(self, lr: float, pretrained_lr: float | None) -> list[dict]:
+        """AdamW groups, each with its `peak_lr`: every trainable weight at `lr`; or, with
+        `pretrained_lr`, the folder's weights at `pretrained_lr` and its own vocabulary rows
+        frozen, so that the new weights (code rows, a head the folder lacks) alone learn at
+        `lr`. Why freeze: Adam moves a weight by ~lr a step whatever its gradient's size, so a
+        word no caption has, pushed down a little as a wrong answer of every softmax, drifts
+        as far as the words trained on and forgets what it meant."""
+        trained = [(name, p) for name, p in self.network.named_parameters() if p.requires_grad]
+        if pretrained_lr is None:
+            return [{"params": [p for _, p in trained], "peak_lr": lr}]
+        tables = self._freeze_own_words()
+        new = [p for name, p in trained if name not in self.pretrained or id(p) in tables]
+        body = [p for name, p in trained if name in self.pretrained and id(p) not in tables]
+        return [{"params": new, "peak_lr": lr}, {"params": body, "peak_lr": pretrained_lr}]
+
+    def _freeze_own_words(self) -> set[int]:
+        """Zero the gradient of the embedding rows below `own_words` (input and output tables,
+        tied or not); return the tables' ids. A row that never gets a gradient never moves
+        under AdamW without weight decay."""
+        own = self.own_words
+        tables = {id(m.weight): m.weight for m in (self.network.get_input_embeddings(),
+                                                   self.network.get_output_embeddings())
+                  if m is not None}
+
+        def keep_own_words(grad: torch.Tensor) -> torch.Tensor:   # (size, width)
+            return torch.cat([torch.zeros_like(grad[:own]), grad[own:]])
+
+        for weight in tables.values():
+            weight.register_hook(keep_own_words)
+        return set(tables)
 
     def sequences(self, codes: torch.Tensor, captions: list[str]) -> torch.Tensor:
         ids = torch.tensor([self.caption_ids(c) for c in captions], dtype=torch.long)
@@ -47,14 +81,17 @@ class TextModel:
         if folder is None or not folder.is_dir():
             raise FileNotFoundError(f"text.model {cfg.model}: no such transformers folder")
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        network = AutoModelForMaskedLM.from_pretrained(folder,
-                                                       trust_remote_code=cfg.trust_remote_code)
+        network, loading = AutoModelForMaskedLM.from_pretrained(
+            folder, trust_remote_code=cfg.trust_remote_code, output_loading_info=True)
+        pretrained = frozenset(network.state_dict()) - set(loading["missing_keys"])
+        own_words = len(tokenizer)
         codes = text.extend_vocabulary(tokenizer, network, vocab)
         if cfg.lora is not None:
             network = text.add_lora(network, cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout,
                                     cfg.lora.targets)
         return cls(cfg, network, codes, len(tokenizer),
-                   _tokenizer_ids(tokenizer, cfg.caption_length), tokenizer)
+                   _tokenizer_ids(tokenizer, cfg.caption_length), tokenizer,
+                   pretrained=pretrained, own_words=own_words)
 
     @classmethod
     def _tiny(cls, cfg: TextConfig, words: text.WordVocabulary, length: int) -> TextModel:

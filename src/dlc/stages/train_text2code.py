@@ -55,8 +55,9 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                   "codes": str(codes_dir), "rows": len(data)})
     network = model.network
     ema = make_ema(network) if t.ema_decay > 0 else None
-    trained = [p for p in network.parameters() if p.requires_grad]   # LoRA: adapters only
-    optimizer = torch.optim.AdamW(trained, lr=t.lr, weight_decay=0.0)
+    groups = model.parameter_groups(t.lr, t.pretrained_lr)   # LoRA: adapters only
+    trained = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", network, ema, optimizer,
                                        params_sha)
     guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
@@ -74,7 +75,8 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                         total=t.steps, mininterval=5), start=start):
         rows = [order(k) for k in numbers]
         for group in optimizer.param_groups:
-            group["lr"] = t.lr * lr_factor(step, "constant", t.warmup_steps, t.steps)
+            group["lr"] = group["peak_lr"] * lr_factor(step, "constant", t.warmup_steps,
+                                                       t.steps)
         loss = masked_lm.training_loss(logits, data[rows], model.codes.mask, maskable[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
