@@ -1,3 +1,5 @@
+import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -82,6 +84,27 @@ def test_resume_after_a_crash_equals_uninterrupted_training(setup):
     a, b = (load_file(str(p / "model.safetensors")) for p in (straight, resumed))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_more_steps_continue_a_finished_run_to_the_longer_runs_weights(setup, caplog):
+    """The lr is constant after warm-up, so train.steps is not part of what a checkpoint must
+    match: a finished run asked for 2 steps more resumes from its last step (no restart) and
+    ends bit-equal to a run asked for them from the start; asked for fewer again, it resumes
+    from the checkpoint at its end."""
+    cfg, folder, length, vocab = setup
+    steps = cfg.train.steps
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps + 2))
+    args = (folder / "codes" / "train", length, vocab)
+    first = load_file(str(train_sedd.train(cfg, *args, folder / "b") / "model.safetensors"))
+    straight = load_file(str(train_sedd.train(longer, *args, folder / "a") / "model.safetensors"))
+    with caplog.at_level(logging.INFO, logger="dlc.train.checkpoint"):
+        continued = train_sedd.train(longer, *args, folder / "b")
+    assert f"(step {steps})" in caplog.text
+    continued = load_file(str(continued / "model.safetensors"))
+    assert all(torch.equal(straight[key], continued[key]) for key in straight)
+    assert not all(torch.equal(first[key], continued[key]) for key in first)
+    shortened = load_file(str(train_sedd.train(cfg, *args, folder / "b") / "model.safetensors"))
+    assert all(torch.equal(first[key], shortened[key]) for key in first)
 
 
 def test_two_processes_with_ddp_train_what_one_process_trains(setup):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,25 @@ def test_tiny_back_end_trains_resumes_writes_codes_and_runs_the_study(setup, mic
     grid = np.asarray(Image.open(tmp_path / "novelty.png"))   # a row per prompt: 2 samples,
     assert grid.shape[0] / grid.shape[1] == pytest.approx(   # each beside its 2 neighbours
         len(result["prompts"]) / 6, rel=0.05)
+
+
+def test_more_steps_continue_a_finished_text_model(setup, tmp_path, caplog):  # noqa: F811
+    from safetensors.torch import load_file
+
+    preset, folder = setup
+    codes = write_captioned_codes(folder, preset)
+    steps = preset.text.train.steps
+    longer = dataclasses.replace(preset.text, train=dataclasses.replace(
+        preset.text.train, steps=steps + 2))
+    args = (codes, preset.sem.length, preset.sem.vocab)
+    train_text2code.train(preset.text, *args, tmp_path / "b")
+    straight = train_text2code.train(longer, *args, tmp_path / "a")
+    with caplog.at_level(logging.INFO, logger="dlc.train.checkpoint"):
+        continued = train_text2code.train(longer, *args, tmp_path / "b")
+    assert f"(step {steps})" in caplog.text                    # resumed at its end
+    a, b = (load_file(str(run / "model.safetensors")) for run in (straight, continued))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert pd.read_csv(straight / "loss.csv").equals(pd.read_csv(continued / "loss.csv"))
 
 
 def test_the_prompt_blind_level_is_the_asked_values_rate_over_the_whole_study():

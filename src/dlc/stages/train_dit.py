@@ -127,8 +127,8 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         "vae_sha256", "scaling_factor", "images_sha256", "posterior", "both_flips", "seed")}
     # What a checkpoint must share with this run to be resumed: not the sampler settings.
     trained_by = {key: value for key, value in to_dict(cfg).items() if key != "sample"}
-    params_sha = dio.sha256_json({"dit": trained_by, "L": length, "V": vocab,
-                                  "condition": condition, "pairs": len(pairs),
+    params_sha = dio.sha256_json({"dit": checkpoint.lengthenable(trained_by), "L": length,
+                                  "V": vocab, "condition": condition, "pairs": len(pairs),
                                   "latents": latents_made_by, "codes": codes.metadata})
 
     targets = None
@@ -152,7 +152,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
     optimizer = torch.optim.AdamW(parameter_groups(model, t.code_lr_mult), lr=t.lr,
                                   weight_decay=0.0, fused=cuda, foreach=not cuda)
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
-                                       params_sha)
+                                       params_sha, t.steps)
     guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(pairs), t.seed)
@@ -219,7 +219,7 @@ def train(cfg: DiTConfig, vae_cfg: VAEConfig, latents_dir: str | Path, codes_dir
         if procs.main and t.sample_every and done % t.sample_every == 0 and done < t.steps:
             _sample_grid(cfg, vae_cfg, vae_dir, ema, process, pairs, condition, procs.device,
                          out_dir / "grids" / f"step-{done:08d}.png")
-        if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+        if (done % t.checkpoint_every == 0 or done == t.steps) and procs.main:
             guard.check()
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history,

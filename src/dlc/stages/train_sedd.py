@@ -50,8 +50,8 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
     torch.set_num_threads(t.threads)
     codes = read_codes(codes_dir, length, vocab)
     data = torch.from_numpy(codes.codes.astype(np.int64))
-    params_sha = dio.sha256_json({"sedd": to_dict(cfg), "L": length, "V": vocab,
-                                  "codes": str(codes_dir), "rows": len(data)})
+    params_sha = dio.sha256_json({"sedd": checkpoint.lengthenable(to_dict(cfg)), "L": length,
+                                  "V": vocab, "codes": str(codes_dir), "rows": len(data)})
 
     torch.manual_seed(t.seed)
     model = build_sedd(cfg, length, vocab).to(procs.device)
@@ -65,7 +65,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, 0.999),
                                   weight_decay=0.0, fused=procs.device.type == "cuda")
     history, start = checkpoint.resume(out_dir / "checkpoints", model, ema, optimizer,
-                                       params_sha)
+                                       params_sha, t.steps)
     guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(data), t.seed)
@@ -100,7 +100,7 @@ def train(cfg: SEDDConfig, codes_dir: str | Path, length: int, vocab: int,
                    **guard.skipped(done)}
             history.append(row)
             progress.set_postfix(loss=f"{row['loss_per_token']:.3f}", refresh=False)
-        if done % t.checkpoint_every == 0 and done < t.steps and procs.main:
+        if (done % t.checkpoint_every == 0 or done == t.steps) and procs.main:
             guard.check()
             checkpoint.save(out_dir / "checkpoints", done, model, ema,
                             {"optimizer": optimizer.state_dict(), "history": history},

@@ -51,7 +51,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
     model = TextModel.build(cfg, captions, vocab, length)
     data = model.sequences(torch.from_numpy(table.codes.astype(np.int64)), captions)
     maskable = data != model.codes.pad
-    params_sha = dio.sha256_json({"text": to_dict(cfg), "L": length, "V": vocab,
+    params_sha = dio.sha256_json({"text": checkpoint.lengthenable(to_dict(cfg)), "L": length, "V": vocab,
                                   "codes": str(codes_dir), "rows": len(data)})
     network = model.network
     ema = make_ema(network) if t.ema_decay > 0 else None
@@ -59,7 +59,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
     trained = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", network, ema, optimizer,
-                                       params_sha)
+                                       params_sha, t.steps)
     guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
     order = EpochOrder(len(data), t.seed)
     log_every = max(1, t.steps // 200)
@@ -88,7 +88,7 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
         if done % log_every == 0 or done == t.steps:
             history.append({"step": done, "loss": loss.item(), "grad_norm": grad_norm.item(),
                             **guard.skipped(done)})
-        if done % t.checkpoint_every == 0 and done < t.steps:
+        if done % t.checkpoint_every == 0 or done == t.steps:
             guard.check()
             checkpoint.save(out_dir / "checkpoints", done, network, ema,
                             {"optimizer": optimizer.state_dict(), "history": history},

@@ -85,7 +85,7 @@ def train(cfg: VAEConfig, images_path: str | Path, out_dir: str | Path) -> Path:
     vae = build_vae(cfg.model, cfg.resolution)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=t.lr, weight_decay=0.0)
     history, start = checkpoint.resume(out_dir / "checkpoints", vae, None, optimizer,
-                                       params_sha)
+                                       params_sha, t.steps)
     guard = NonFiniteGuard(optimizer, t.nonfinite_patience, out_dir / "checkpoints", history)
 
     order = EpochOrder(len(images), t.seed)

@@ -7,7 +7,9 @@ never picked up):
 state.pt holds plain types only and is read with `torch.load(weights_only=True)`, so a
 results folder from elsewhere cannot run code when resumed. A checkpoint records the hash of
 the params that made it; resuming under other params is refused
-(the run starts over) instead of silently mixing two configurations. meta.json also holds the
+(the run starts over) instead of silently mixing two configurations, except `train.steps`
+where the lr is constant after warm-up (`lengthenable`): there a finished run given more steps
+goes on from its last one. meta.json also holds the
 sha256 of every file: a checkpoint whose files do not match or do not load (a disk error, a
 truncated copy) is skipped with a warning and the one before it is used.
 """
@@ -123,15 +125,28 @@ def _verified(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def lengthenable(section: dict[str, Any]) -> dict[str, Any]:
+    """A stage's params as its checkpoints record them when its lr is constant after warm-up:
+    without `train.steps`. No step then depends on the run's length, so a run given more steps
+    resumes from its last checkpoint and ends where a run asked for them from the start ends;
+    given fewer, it resumes from a checkpoint at or before its new end, if one is kept."""
+    return {**section, "train": {k: v for k, v in section["train"].items() if k != "steps"}}
+
+
 def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,
-                params_sha256: str) -> dict[str, Any] | None:
-    """Restore the newest intact checkpoint made with the same params; None if there is none."""
+                params_sha256: str, last_step: int | None = None) -> dict[str, Any] | None:
+    """Restore the newest intact checkpoint made with the same params, at or before
+    `last_step` when given; None if there is none."""
     for folder in _candidates(Path(directory)):
         try:
             meta = _verified(folder)
             if meta["params_sha256"] != params_sha256:
                 log.warning("%s was made with other params: starting over", folder)
                 return None
+            if last_step is not None and meta["step"] > last_step:
+                log.info("%s is past this run's %d steps: trying the one before it", folder,
+                         last_step)
+                continue
             load_model(model, str(folder / "model.safetensors"), strict=True)
             if ema is not None:
                 load_model(ema, str(folder / "ema.safetensors"), strict=True)
@@ -149,10 +164,12 @@ def load_latest(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Mod
 
 
 def resume(directory: str | Path, model: torch.nn.Module, ema: torch.nn.Module | None,
-           optimizer: torch.optim.Optimizer, params_sha256: str) -> tuple[list[dict], int]:
-    """(loss history, first step) of a run: restored from the newest checkpoint made with the
-    same params (model, EMA, optimiser, RNG), or ([], 0) for a fresh start."""
-    state = load_latest(directory, model, ema, params_sha256)
+           optimizer: torch.optim.Optimizer, params_sha256: str,
+           steps: int) -> tuple[list[dict], int]:
+    """(loss history, first step) of a run of `steps` steps: restored from the newest
+    checkpoint made with the same params at or before its end (model, EMA, optimiser, RNG),
+    or ([], 0) for a fresh start."""
+    state = load_latest(directory, model, ema, params_sha256, steps)
     if state is None:
         return [], 0
     optimizer.load_state_dict(state["optimizer"])
