@@ -54,6 +54,18 @@ def test_checkpoint_round_trip_and_pruning(tmp_path):
     assert checkpoint.load_latest(tmp_path / "none", fresh_model, fresh_ema, "hash-a") is None
 
 
+def test_a_new_run_drops_the_later_checkpoints_of_an_old_one(tmp_path):
+    """An old run of other params left steps 140 and 150: the new run's step 30 is kept and
+    resumable (pruning by name alone would drop it for them), and they are gone."""
+    model = torch.nn.Linear(2, 2)
+    for step in (140, 150):
+        checkpoint.save(tmp_path, step, model, None, {}, "old-params", keep=2)
+    assert checkpoint.load_latest(tmp_path, model, None, "new-params") is None
+    checkpoint.save(tmp_path, 30, model, None, {}, "new-params", keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000030"]
+    assert checkpoint.load_latest(tmp_path, model, None, "new-params")["step"] == 30
+
+
 def test_warmed_up_ema_decay():
     from dlc.train.ema import warmed_up_decay
 

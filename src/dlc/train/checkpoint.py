@@ -87,7 +87,8 @@ def save(directory: str | Path, step: int, model: torch.nn.Module,
          ema: torch.nn.Module | None, state: dict[str, Any], params_sha256: str,
          keep: int = 2) -> Path:
     """Write step folder, then point `latest` at it, then drop all but the newest `keep`
-    (0: drop none)."""
+    (0: drop none) and every folder past `step`: those are another run's (other params, or
+    steps since lowered), and would otherwise outrank this run's own in the pruning."""
     directory = Path(directory)
     folder = directory / f"step-{step:08d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,9 @@ def save(directory: str | Path, step: int, model: torch.nn.Module,
     write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256,
                                       "sha256": files})
     write_bytes(directory / "latest", folder.name.encode())
-    for old in sorted(directory.glob("step-*"))[:-keep] if keep else []:
+    kept = sorted(p for p in directory.glob("step-*") if p.name <= folder.name)
+    later = sorted(p for p in directory.glob("step-*") if p.name > folder.name)
+    for old in [*(kept[:-keep] if keep else []), *later]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
