@@ -51,8 +51,8 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
     model = TextModel.build(cfg, captions, vocab, length)
     data = model.sequences(torch.from_numpy(table.codes.astype(np.int64)), captions)
     maskable = data != model.codes.pad
-    params_sha = dio.sha256_json({"text": checkpoint.lengthenable(to_dict(cfg)), "L": length, "V": vocab,
-                                  "codes": str(codes_dir), "rows": len(data)})
+    params_sha = dio.sha256_json({"text": checkpoint.lengthenable(to_dict(cfg)), "L": length,
+                                  "V": vocab, "codes": str(codes_dir), "rows": len(data)})
     network = model.network
     ema = make_ema(network) if t.ema_decay > 0 else None
     groups = model.parameter_groups(t.lr, t.pretrained_lr)   # LoRA: adapters only
