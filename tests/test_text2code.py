@@ -229,6 +229,7 @@ def test_minilm_from_its_wheel_fine_tunes_through_the_transformers_back_end(setu
     words = AutoModel.from_pretrained(minilm).get_input_embeddings().weight.detach()
     cfg = preset.text_pretrained                         # params name it package:<module>/model
     assert cfg.model.startswith("package:") and dio.local_path(cfg.model) == minilm
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, pretrained_lr=1e-4))
     built = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length)
     assert built.codes.first_code >= len(original)                    # after every word piece
     assert torch.equal(built.network.get_input_embeddings().weight[:len(original)].detach(),
