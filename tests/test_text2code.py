@@ -167,7 +167,7 @@ def test_pretrained_lr_freezes_the_folders_words_and_trains_the_rest(setup, tmp_
     cfg = dataclasses.replace(preset.text, backend="transformers", model=str(bert), train=train)
     built = TextModel.build(cfg, [], preset.sem.vocab, preset.sem.length)
     new, body = built.parameter_groups(1e-3, 1e-4)
-    assert (new["peak_lr"], body["peak_lr"]) == (1e-3, 1e-4)
+    assert (new["lr_mult"], body["lr_mult"]) == (1.0, pytest.approx(0.1))
     table = built.network.get_input_embeddings().weight
     assert [p is table for p in new["params"]] == [True]          # the folder has its head
     assert len(body["params"]) == sum(1 for _ in built.network.parameters()) - 1

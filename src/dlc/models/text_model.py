@@ -36,19 +36,19 @@ class TextModel:
         return self.network(input_ids=tokens).logits
 
     def parameter_groups(self, lr: float, pretrained_lr: float | None) -> list[dict]:
-        """AdamW groups, each with its `peak_lr`: every trainable weight at `lr`; or, with
-        `pretrained_lr`, the folder's weights at `pretrained_lr` and its own vocabulary rows
-        frozen, so that the new weights (code rows, a head the folder lacks) alone learn at
-        `lr`. Why freeze: Adam moves a weight by ~lr a step whatever its gradient's size, so a
-        word no caption has, pushed down a little as a wrong answer of every softmax, drifts
-        as far as the words trained on and forgets what it meant."""
+        """AdamW groups, each with its `lr_mult` (as train-dit's): every trainable weight at
+        `lr`; or, with `pretrained_lr`, the folder's weights at `pretrained_lr` and its own
+        vocabulary rows frozen, so that the new weights (code rows, a head the folder lacks)
+        alone learn at `lr`. Why freeze: Adam moves a weight by ~lr a step whatever its
+        gradient's size, so a word no caption has, pushed down a little as a wrong answer of
+        every softmax, drifts as far as the words trained on and forgets what it meant."""
         trained = [(name, p) for name, p in self.network.named_parameters() if p.requires_grad]
         if pretrained_lr is None:
-            return [{"params": [p for _, p in trained], "peak_lr": lr}]
+            return [{"params": [p for _, p in trained], "lr_mult": 1.0}]
         tables = self._freeze_own_words()
         new = [p for name, p in trained if name not in self.pretrained or id(p) in tables]
         body = [p for name, p in trained if name in self.pretrained and id(p) not in tables]
-        return [{"params": new, "peak_lr": lr}, {"params": body, "peak_lr": pretrained_lr}]
+        return [{"params": new, "lr_mult": 1.0}, {"params": body, "lr_mult": pretrained_lr / lr}]
 
     def _freeze_own_words(self) -> set[int]:
         """Zero the gradient of the embedding rows below `own_words` (input and output tables,

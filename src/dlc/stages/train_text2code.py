@@ -75,8 +75,8 @@ def train(cfg: TextConfig, codes_dir: str | Path, length: int, vocab: int,
                                         total=t.steps, mininterval=5), start=start):
         rows = [order(k) for k in numbers]
         for group in optimizer.param_groups:
-            group["lr"] = group["peak_lr"] * lr_factor(step, "constant", t.warmup_steps,
-                                                       t.steps)
+            group["lr"] = (t.lr * group["lr_mult"]
+                           * lr_factor(step, "constant", t.warmup_steps, t.steps))
         loss = masked_lm.training_loss(logits, data[rows], model.codes.mask, maskable[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -102,9 +102,9 @@ def save(directory: str | Path, step: int, model: torch.nn.Module,
     write_json(folder / "meta.json", {"step": step, "params_sha256": params_sha256,
                                       "sha256": files})
     write_bytes(directory / "latest", folder.name.encode())
-    kept = sorted(p for p in directory.glob("step-*") if p.name <= folder.name)
-    later = sorted(p for p in directory.glob("step-*") if p.name > folder.name)
-    for old in [*(kept[:-keep] if keep else []), *later]:
+    folders = sorted(directory.glob("step-*"))
+    upto = folders.index(folder) + 1            # this run's: this step and the ones before it
+    for old in [*(folders[:upto][:-keep] if keep else []), *folders[upto:]]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
 
